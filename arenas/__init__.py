@@ -1,0 +1,17 @@
+"""Agora arenas: PettingZoo environments whose observations and actions are text.
+
+>>> import arenas
+>>> env = arenas.make("kuhn_poker_v0")
+>>> env.reset(seed=0)
+"""
+
+from arenas.channels import ChannelConfig, ChannelWrapper, build_graph
+from arenas.core import TextArenaEnv, TextAction
+from arenas.registry import ArenaSpec, make, make_parallel, names, register, spec
+from arenas import games as _games  # noqa: F401  (registers the built-in games)
+from arenas.scripted import random_policy, scripted
+
+__all__ = [
+    "ArenaSpec", "ChannelConfig", "ChannelWrapper", "TextAction", "TextArenaEnv", "build_graph",
+    "make", "make_parallel", "names", "random_policy", "register", "scripted", "spec",
+]

@@ -1,0 +1,9 @@
+"""Agora's own games. Each module holds one game's rules, prompt text and heuristic; this file registers them."""
+
+from arenas.games import kuhn_poker, tictactoe
+from arenas.registry import ArenaSpec, register
+
+register(ArenaSpec(kuhn_poker.NAME, kuhn_poker.raw_env, "2", False, "zero-sum",
+                   "Kuhn poker, OpenSpiel's rules; exact exploitability available", kuhn_poker.heuristic, "nash"))
+register(ArenaSpec(tictactoe.NAME, tictactoe.raw_env, "2", False, "zero-sum",
+                   "Tic-tac-toe on cells 1-9", tictactoe.heuristic, "win-block-centre"))

@@ -1,0 +1,312 @@
+"""A tiny nanoGPT-style language model: the default fast policy for tests and CPU runs.
+
+Everything an RL trainer needs lives here and nowhere else: a byte tokenizer (no vocab
+files to ship), a pre-LN GPT that takes left-padded batches, batched KV-cached sampling
+that returns per-token log-probabilities, a differentiable `score`, and safetensors I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+BOS, EOS, PAD = 256, 257, 258
+
+
+class ByteTokenizer:
+    """UTF-8 bytes are ids 0..255, then BOS/EOS/PAD: any text round-trips, no files needed."""
+
+    bos_id, eos_id, pad_id = BOS, EOS, PAD
+
+    @property
+    def vocab_size(self) -> int:
+        return 259
+
+    def encode(self, text: str, bos: bool = False) -> list[int]:
+        return ([BOS] if bos else []) + list(text.encode("utf-8"))
+
+    def decode(self, ids) -> str:
+        """Special ids are dropped; a sampled broken UTF-8 sequence becomes U+FFFD, never an error."""
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 259
+    block_size: int = 1024
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    dropout: float = 0.0
+    bias: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0
+        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask, is_causal, past):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y)), (k, v)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, mask, is_causal, past):
+        a, kv = self.attn(self.ln_1(x), mask, is_causal, past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
+
+
+class GPT(nn.Module):
+    """Pre-LN decoder with learned positions and tied input/output embeddings.
+
+    Batches of prompts of different lengths are LEFT padded (so every row's next token is
+    at the last column) and described by `attention_mask` (B, past + T), 0 on pads.
+    Position ids come from the mask, so a padded row computes exactly what it would alone.
+    """
+
+    def __init__(self, config: GPTConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or GPTConfig()
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying: fewer params, better small models
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.wte.weight.device
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weight counted once
+
+    def forward(self, idx, attention_mask=None, past_key_values=None, use_cache=False):
+        """idx (B, T) -> logits (B, T, V), or (logits, cache) when `use_cache`.
+
+        `past_key_values` is the per-layer [(k, v)] returned by a previous call; with it,
+        `attention_mask` must cover past and new tokens (B, past + T).
+        """
+        B, T = idx.shape
+        past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        S = past_len + T
+        if S > self.config.block_size:
+            raise ValueError(f"sequence length {S} exceeds block_size {self.config.block_size}")
+        dev = idx.device
+        mask, is_causal = None, False
+        if attention_mask is None:
+            pos = torch.arange(past_len, S, device=dev).unsqueeze(0)
+            if past_len == 0:
+                is_causal = T > 1
+            elif T > 1:  # causal with an offset: query i sees keys j <= past_len + i
+                q = torch.arange(past_len, S, device=dev)
+                mask = torch.arange(S, device=dev) <= q[:, None]
+        else:
+            am = attention_mask.to(device=dev, dtype=torch.bool)
+            pos = (am.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
+            q = torch.arange(past_len, S, device=dev)[:, None]  # absolute query positions
+            k = torch.arange(S, device=dev)
+            # causal AND key-is-real; a query always sees itself so pad rows are never all -inf (NaN)
+            mask = (k <= q) & (am[:, None, None, :] | (k == q))
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        new_cache = []
+        for i, block in enumerate(self.h):
+            x, kv = block(x, mask, is_causal, None if past_key_values is None else past_key_values[i])
+            new_cache.append(kv)
+        logits = self.lm_head(self.ln_f(x))
+        return (logits, new_cache) if use_cache else logits
+
+
+@dataclass
+class Sample:
+    """One completion. `logprobs[i]` is log p(completion_ids[i]) at temperature 1, no top-p."""
+
+    completion_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+def _left_pad(seqs: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    L = max(len(s) for s in seqs)
+    idx = torch.full((len(seqs), L), PAD, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        if s:
+            idx[b, L - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[b, L - len(s):] = 1
+    return idx.to(device), mask.to(device)
+
+
+def _sample(logits, temperature, top_p, gen):
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:  # nucleus: keep the smallest prefix of sorted tokens with mass >= top_p
+        sp, si = probs.sort(dim=-1, descending=True)
+        sp = sp * ((sp.cumsum(-1) - sp) < top_p)
+        return si.gather(-1, torch.multinomial(sp, 1, generator=gen)).squeeze(-1)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+@torch.inference_mode()
+def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+             top_p: float = 1.0, stop_token_ids=(EOS,), seed: int | None = None,
+             use_cache: bool = True) -> list[Sample]:
+    """Sample up to `max_new_tokens` per prompt, the whole batch in lock step.
+
+    Prompts are left padded, prefilled in one forward, then extended one token per step
+    from the KV cache (`use_cache=False` recomputes everything: same result, slower, for
+    checking). A row stops after a token in `stop_token_ids`, which is kept in its
+    completion. `temperature == 0` is greedy. The returned logprobs are always under the
+    raw model (log_softmax of logits at temperature 1, no top-p): what policy-gradient
+    losses compare against `score`. Prompts longer than block_size - max_new_tokens keep
+    only their last tokens. The same seed and the same batch give the same samples.
+    """
+    if max_new_tokens <= 0:
+        return [Sample() for _ in prompts]
+    keep = model.config.block_size - max_new_tokens
+    if keep < 1:
+        raise ValueError("max_new_tokens must be smaller than block_size")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("prompts must be non-empty (start them with BOS)")
+    dev, was_training = model.device, model.training
+    model.eval()
+    idx, mask = _left_pad([p[-keep:] for p in prompts], dev)
+    B, L = idx.shape
+    gen = None if seed is None else torch.Generator(device=dev).manual_seed(seed)
+    seq = torch.cat([idx, torch.full((B, max_new_tokens), PAD, dtype=torch.long, device=dev)], 1)
+    full_mask = torch.cat([mask, torch.ones((B, max_new_tokens), dtype=torch.long, device=dev)], 1)
+    stop = torch.tensor(list(stop_token_ids), dtype=torch.long, device=dev)
+    finished = torch.zeros(B, dtype=torch.bool, device=dev)
+    lengths = torch.zeros(B, dtype=torch.long, device=dev)
+    logps = torch.zeros((B, max_new_tokens), device=dev)
+    if use_cache:
+        logits, cache = model(idx, attention_mask=mask, use_cache=True)
+    else:
+        logits = model(idx, attention_mask=mask)
+    for t in range(max_new_tokens):
+        last = logits[:, -1].float()
+        tok = _sample(last, temperature, top_p, gen)
+        logps[:, t] = torch.log_softmax(last, -1).gather(-1, tok[:, None]).squeeze(-1)
+        alive = ~finished
+        tok = torch.where(alive, tok, PAD)
+        seq[:, L + t] = tok
+        lengths += alive
+        if stop.numel():
+            finished |= alive & torch.isin(tok, stop)
+        if t == max_new_tokens - 1 or bool(finished.all()):
+            break
+        if use_cache:
+            logits, cache = model(seq[:, L + t:L + t + 1], attention_mask=full_mask[:, :L + t + 1],
+                                  past_key_values=cache, use_cache=True)
+        else:
+            logits = model(seq[:, :L + t + 1], attention_mask=full_mask[:, :L + t + 1])
+    model.train(was_training)
+    toks, logps, lengths = seq[:, L:].tolist(), logps.tolist(), lengths.tolist()
+    return [Sample(toks[b][:n], logps[b][:n]) for b, n in enumerate(lengths)]
+
+
+def score(model: GPT, prompts: list[list[int]], completions: list[list[int]],
+          batch_size: int = 32) -> list[torch.Tensor]:
+    """Per-token log p(completion | prompt) at temperature 1, one 1-D tensor per pair.
+
+    Differentiable when grad is enabled (call it inside the loss). Pairs longer than
+    block_size drop the start of their prompt, as `generate` does.
+    """
+    if len(prompts) != len(completions):
+        raise ValueError("prompts and completions must have the same length")
+    bs = model.config.block_size
+    out: list[torch.Tensor] = []
+    for i in range(0, len(prompts), batch_size):
+        ps, cs = prompts[i:i + batch_size], completions[i:i + batch_size]
+        if any(len(p) == 0 for p in ps) or any(len(c) >= bs for c in cs):
+            raise ValueError("prompts must be non-empty and completions shorter than block_size")
+        seqs = [(p + c)[-bs:] for p, c in zip(ps, cs)]
+        idx, mask = _left_pad(seqs, model.device)
+        n = max(len(c) for c in cs)
+        if n == 0:
+            out += [torch.zeros(0, device=model.device) for _ in cs]
+            continue
+        # left padding puts every completion at the end: only the last n positions matter
+        logits = model(idx, attention_mask=mask)[:, -n - 1:-1].float()
+        lp = torch.log_softmax(logits, -1).gather(-1, idx[:, -n:, None]).squeeze(-1)
+        out += [lp[b, n - len(c):] for b, c in enumerate(cs)]
+    return out
+
+
+def save(model: GPT, directory) -> None:
+    """Write model.safetensors + config.json. The tied lm_head is not stored twice."""
+    from safetensors.torch import save_file
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+             if k != "lm_head.weight"}
+    save_file(state, str(path / "model.safetensors"))
+    (path / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2))
+
+
+def load(directory, device="cpu") -> GPT:
+    """Inverse of `save`; returns the model on `device` in eval mode."""
+    from safetensors.torch import load_file
+
+    path = Path(directory)
+    model = GPT(GPTConfig.from_dict(json.loads((path / "config.json").read_text())))
+    missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
+    if set(missing) != {"lm_head.weight"} or unexpected:
+        raise ValueError(f"bad checkpoint: missing={missing} unexpected={unexpected}")
+    return model.to(device).eval()

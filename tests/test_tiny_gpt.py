@@ -1,0 +1,170 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marl.tiny_gpt import (BOS, EOS, GPT, PAD, ByteTokenizer, GPTConfig, Sample, generate, load, save,
+                           score)
+
+TINY = GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=128)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return GPT(TINY).eval()
+
+
+PROMPTS = [[BOS, 72, 105], [BOS] + list(range(40, 60)), [BOS, 1, 2, 3, 4, 5, 6, 7]]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text())
+def test_tokenizer_round_trip(text):
+    tok = ByteTokenizer()
+    ids = tok.encode(text, bos=True)
+    assert ids[0] == BOS and all(0 <= i < tok.vocab_size for i in ids)
+    assert tok.decode(ids) == text
+
+
+def test_tokenizer_basics():
+    tok = ByteTokenizer()
+    assert tok.vocab_size == 259 == GPTConfig().vocab_size
+    assert tok.encode("é") == [0xC3, 0xA9]
+    assert tok.decode([BOS, 0xC3, 0xA9, EOS, PAD]) == "é"
+    assert tok.decode([0xC3]) == "\ufffd"  # broken UTF-8 does not raise
+
+
+def test_config_round_trip():
+    cfg = GPTConfig(n_layer=3, dropout=0.1, bias=True)
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_left_padding_matches_unpadded(model):
+    short = torch.tensor([[BOS, 10, 20, 30, 40]])
+    alone = model(short)
+    pad = 7
+    padded = torch.cat([torch.full((1, pad), PAD), short], 1)
+    mask = torch.cat([torch.zeros(1, pad), torch.ones(1, 5)], 1).long()
+    out = model(padded, attention_mask=mask)
+    assert torch.isfinite(out).all()  # fully masked pad rows must not produce NaN
+    torch.testing.assert_close(out[:, pad:], alone, atol=1e-5, rtol=0)
+    # and inside a batch next to a longer unpadded row
+    other = torch.arange(1, 13)[None]
+    batch = torch.cat([torch.cat([torch.full((1, 7), PAD), short], 1), other], 0)
+    mask = torch.stack([torch.cat([torch.zeros(7), torch.ones(5)]), torch.ones(12)]).long()
+    out = model(batch, attention_mask=mask)
+    torch.testing.assert_close(out[0:1, 7:], alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[1:2], model(other), atol=1e-5, rtol=0)
+
+
+def test_kv_cache_forward_matches_full(model):
+    x = torch.randint(0, 256, (2, 10))
+    full = model(x)
+    logits, cache = model(x[:, :6], use_cache=True)
+    rest, _ = model(x[:, 6:], past_key_values=cache, use_cache=True)
+    torch.testing.assert_close(torch.cat([logits, rest], 1), full, atol=1e-5, rtol=0)
+
+
+def test_seeded_sampling_reproducible(model):
+    a = generate(model, PROMPTS, 20, seed=123, stop_token_ids=())
+    b = generate(model, PROMPTS, 20, seed=123, stop_token_ids=())
+    c = generate(model, PROMPTS, 20, seed=124, stop_token_ids=())
+    assert all(isinstance(s, Sample) and len(s.completion_ids) == 20 for s in a)
+    assert [s.completion_ids for s in a] == [s.completion_ids for s in b]
+    assert [s.logprobs for s in a] == [s.logprobs for s in b]
+    assert [s.completion_ids for s in a] != [s.completion_ids for s in c]
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9), (0.0, 1.0)])
+def test_cache_and_no_cache_agree(model, temperature, top_p):
+    kw = dict(temperature=temperature, top_p=top_p, seed=7, stop_token_ids=())
+    fast = generate(model, PROMPTS, 16, use_cache=True, **kw)
+    slow = generate(model, PROMPTS, 16, use_cache=False, **kw)
+    for f, s in zip(fast, slow):
+        assert f.completion_ids == s.completion_ids
+        torch.testing.assert_close(torch.tensor(f.logprobs), torch.tensor(s.logprobs), atol=1e-4, rtol=0)
+
+
+def test_generate_logprobs_equal_score(model):
+    samples = generate(model, PROMPTS, 12, temperature=0.8, top_p=0.95, seed=3)
+    scored = score(model, PROMPTS, [s.completion_ids for s in samples], batch_size=2)
+    for s, lp in zip(samples, scored):
+        assert lp.shape == (len(s.completion_ids),)
+        torch.testing.assert_close(lp, torch.tensor(s.logprobs), atol=1e-4, rtol=0)
+        assert all(v <= 0 for v in s.logprobs)
+
+
+def test_logprobs_are_temperature_one(model):
+    """Greedy picks the argmax; its logprob must be log_softmax of raw logits, not of logits/T."""
+    (s,) = generate(model, [PROMPTS[0]], 1, temperature=0.0)
+    logits = model(torch.tensor([PROMPTS[0]]))[0, -1].detach()
+    assert s.completion_ids == [int(logits.argmax())]
+    assert math.isclose(s.logprobs[0], float(torch.log_softmax(logits, -1).max()), abs_tol=1e-5)
+
+
+def test_stop_token():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=128, bias=True)).eval()
+    with torch.no_grad():  # final hidden state is constant e_0; the tied head then favours EOS
+        m.ln_f.weight.zero_()
+        m.ln_f.bias.zero_()
+        m.ln_f.bias[0] = 1.0
+        m.wte.weight[EOS, 0] = 10.0
+    out = generate(m, PROMPTS, 10, temperature=0.0)
+    assert [s.completion_ids for s in out] == [[EOS]] * len(PROMPTS)
+    assert all(len(s.logprobs) == 1 for s in out)
+    out = generate(m, PROMPTS, 10, temperature=0.0, stop_token_ids=())
+    assert all(s.completion_ids == [EOS] * 10 for s in out)
+
+
+def test_rows_stop_independently():
+    torch.manual_seed(0)
+    m = GPT(TINY).eval()
+    stops = set(range(0, 259, 2))  # half the vocab: rows stop at different steps
+    out = generate(m, PROMPTS * 4, 30, seed=0, stop_token_ids=tuple(stops))
+    lengths = [len(s.completion_ids) for s in out]
+    assert len(set(lengths)) > 1
+    for s in out:
+        ids = s.completion_ids
+        assert len(ids) == len(s.logprobs)
+        assert all(i not in stops for i in ids[:-1])
+        assert ids[-1] in stops or len(ids) == 30
+
+
+def test_long_prompt_truncated_left(model):
+    long = list(range(200))  # > block_size
+    (a,) = generate(model, [long], 8, temperature=0.0)
+    (b,) = generate(model, [long[-(TINY.block_size - 8):]], 8, temperature=0.0)
+    assert a.completion_ids == b.completion_ids
+
+
+def test_save_load_round_trip(model, tmp_path):
+    save(model, tmp_path / "ckpt")
+    loaded = load(tmp_path / "ckpt")
+    assert loaded.config == model.config
+    assert loaded.lm_head.weight is loaded.wte.weight
+    x = torch.randint(0, 259, (2, 9))
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_overfit_fixed_string():
+    """Gradients flow through `score`: a tiny model memorises a string in a few Adam steps."""
+    torch.manual_seed(0)
+    tok = ByteTokenizer()
+    m = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=64))
+    target = tok.encode("agora: play fair!") + [EOS]
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = -score(m, [[BOS]], [target])[0].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 4.0 and losses[-1] < 0.05
+    (s,) = generate(m, [[BOS]], 40, temperature=0.0)
+    assert s.completion_ids == target
+    assert tok.decode(s.completion_ids) == "agora: play fair!"
