@@ -1,0 +1,86 @@
+"""Play episodes of an arena with text policies and record what happened, step by step.
+
+A policy here is any callable ``(observation_text, info, rng) -> action_text``: scripted policies and
+language models (through ``marl``) alike. Each step becomes a :class:`Step` record; a JSONL transcript
+is one JSON line per step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TextPolicy = Callable[[str, dict, np.random.Generator], str]
+
+
+@dataclass
+class Step:
+    """One agent's move, as written to a transcript line."""
+
+    episode: int
+    step: int
+    agent: str
+    observation: str
+    raw_action: str
+    parsed_action: str | None
+    valid: bool
+    rewards: dict[str, float]  # every agent's reward from this step (channel costs included)
+    messages_sent: list[dict[str, Any]] = field(default_factory=list)
+    messages_delivered: list[dict[str, Any]] = field(default_factory=list)  # shown to this agent at this step
+
+
+@dataclass
+class Episode:
+    episode: int
+    seed: int | None
+    returns: dict[str, float]
+    invalid: dict[str, int]
+    steps: list[Step]
+
+
+def play_episode(env: Any, policies: Mapping[str, TextPolicy], seed: int | None = None, episode: int = 0) -> Episode:
+    """Run one episode of an AEC arena; ``policies`` maps every agent to a text policy."""
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    returns = {a: 0.0 for a in env.possible_agents}
+    steps: list[Step] = []
+    for agent in env.agent_iter():
+        obs, _, terminated, truncated, info = env.last()
+        if terminated or truncated:
+            env.step(None)
+            continue
+        delivered = list(info.get("messages_received", []))
+        action = policies[agent](obs["text"], info, rng)
+        env.step(action)
+        after = env.infos.get(agent, {})
+        rewards = {a: float(r) for a, r in env.rewards.items()}
+        for a, r in rewards.items():
+            returns[a] += r
+        steps.append(Step(
+            episode=episode, step=len(steps), agent=agent, observation=obs["text"], raw_action=action,
+            parsed_action=after.get("parsed_action"), valid=bool(after.get("valid", True)), rewards=rewards,
+            messages_sent=list(after.get("messages_sent", [])), messages_delivered=delivered,
+        ))
+    invalid = {a: sum(not s.valid for s in steps if s.agent == a) for a in env.possible_agents}
+    return Episode(episode, seed, returns, invalid, steps)
+
+
+def write_transcript(path: str | Path, episodes: Iterable[Episode]) -> Path:
+    """Write one JSON line per step; the folder is created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for ep in episodes:
+            for s in ep.steps:
+                f.write(json.dumps(asdict(s)) + "\n")
+    return path
+
+
+def read_transcript(path: str | Path) -> list[dict[str, Any]]:
+    with Path(path).open() as f:
+        return [json.loads(line) for line in f if line.strip()]
