@@ -84,3 +84,22 @@ def write_transcript(path: str | Path, episodes: Iterable[Episode]) -> Path:
 def read_transcript(path: str | Path) -> list[dict[str, Any]]:
     with Path(path).open() as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+# ---------------------------------------------------------------------------- configuration
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+from arenas.channels import ChannelConfig  # noqa: E402
+
+
+class PlayConfig(BaseModel):
+    """``agora play``: which arena, who plays it, how often, and where the transcript goes."""
+
+    model_config = ConfigDict(extra="forbid")
+    arena: str
+    params: dict[str, Any] = {}  # the arena's keyword arguments
+    policies: list[str] = ["random"]  # one per agent in order, or one for all
+    episodes: int = Field(10, ge=1)
+    seed: int = 0
+    channel: ChannelConfig | None = None
+    transcript: str | None = None  # default: transcripts/<arena>.jsonl

@@ -63,15 +63,14 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask, is_causal, past):
+    def forward(self, x, mask, is_causal, cache=None, layer=0, start=0):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        if past is not None:
-            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        if cache is not None:
+            k, v = cache.update(layer, k, v, start)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=is_causal)
-        y = y.transpose(1, 2).reshape(B, T, C)
-        return self.resid_dropout(self.c_proj(y)), (k, v)
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
 
 
 class MLP(nn.Module):
@@ -93,10 +92,42 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, mask, is_causal, past):
-        a, kv = self.attn(self.ln_1(x), mask, is_causal, past)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), kv
+    def forward(self, x, mask, is_causal, cache=None, layer=0, start=0):
+        x = x + self.attn(self.ln_1(x), mask, is_causal, cache, layer, start)
+        return x + self.mlp(self.ln_2(x))
+
+
+class KVCache:
+    """Per-layer keys/values in preallocated buffers, updated in place.
+
+    Decoding writes one slot per step instead of re-copying the whole cache with torch.cat
+    (on CPU that copy costs as much memory traffic as the weights). Buffers grow by
+    doubling if `capacity` is too small. `cache[i]` is layer i's (k, v), each (B, H, len, D).
+    Inference only: in-place writes would break autograd through a reused cache.
+    """
+
+    def __init__(self, n_layer: int, capacity: int = 0):
+        self.k: list = [None] * n_layer
+        self.v: list = [None] * n_layer
+        self.length, self.capacity = 0, capacity
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+    def __getitem__(self, i):
+        return self.k[i][:, :, :self.length], self.v[i][:, :, :self.length]
+
+    def update(self, i, k, v, start):
+        end = start + k.shape[2]
+        if self.k[i] is None or self.k[i].shape[2] < end:
+            B, H, _, D = k.shape
+            cap = max(end, self.capacity, 2 * (0 if self.k[i] is None else self.k[i].shape[2]))
+            nk, nv = k.new_empty(B, H, cap, D), v.new_empty(B, H, cap, D)
+            if self.k[i] is not None:
+                nk[:, :, :start], nv[:, :, :start] = self.k[i][:, :, :start], self.v[i][:, :, :start]
+            self.k[i], self.v[i] = nk, nv
+        self.k[i][:, :, start:end], self.v[i][:, :, start:end] = k, v
+        return self.k[i][:, :, :end], self.v[i][:, :, :end]
 
 
 class GPT(nn.Module):
@@ -136,14 +167,17 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weight counted once
 
-    def forward(self, idx, attention_mask=None, past_key_values=None, use_cache=False):
+    def forward(self, idx, attention_mask=None, past_key_values: KVCache | None = None,
+                use_cache=False):
         """idx (B, T) -> logits (B, T, V), or (logits, cache) when `use_cache`.
 
-        `past_key_values` is the per-layer [(k, v)] returned by a previous call; with it,
-        `attention_mask` must cover past and new tokens (B, past + T).
+        `past_key_values` is the KVCache returned by a previous call (it is updated in place
+        and returned again); `attention_mask` then covers past and new tokens (B, past + T).
         """
         B, T = idx.shape
-        past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        cache = past_key_values if past_key_values is not None else (
+            KVCache(self.config.n_layer) if use_cache else None)
+        past_len = 0 if cache is None else cache.length
         S = past_len + T
         if S > self.config.block_size:
             raise ValueError(f"sequence length {S} exceeds block_size {self.config.block_size}")
@@ -154,22 +188,24 @@ class GPT(nn.Module):
             if past_len == 0:
                 is_causal = T > 1
             elif T > 1:  # causal with an offset: query i sees keys j <= past_len + i
-                q = torch.arange(past_len, S, device=dev)
-                mask = torch.arange(S, device=dev) <= q[:, None]
+                mask = torch.arange(S, device=dev) <= torch.arange(past_len, S, device=dev)[:, None]
         else:
             am = attention_mask.to(device=dev, dtype=torch.bool)
             pos = (am.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
-            q = torch.arange(past_len, S, device=dev)[:, None]  # absolute query positions
-            k = torch.arange(S, device=dev)
-            # causal AND key-is-real; a query always sees itself so pad rows are never all -inf (NaN)
-            mask = (k <= q) & (am[:, None, None, :] | (k == q))
+            if T == 1:  # decoding: the new token is real and last, only pad keys are hidden
+                mask = am[:, None, None, :]
+            else:
+                q = torch.arange(past_len, S, device=dev)[:, None]  # absolute query positions
+                k = torch.arange(S, device=dev)
+                # causal AND key-is-real; a query always sees itself so pad rows never get NaN
+                mask = (k <= q) & (am[:, None, None, :] | (k == q))
         x = self.drop(self.wte(idx) + self.wpe(pos))
-        new_cache = []
         for i, block in enumerate(self.h):
-            x, kv = block(x, mask, is_causal, None if past_key_values is None else past_key_values[i])
-            new_cache.append(kv)
+            x = block(x, mask, is_causal, cache, i, past_len)
         logits = self.lm_head(self.ln_f(x))
-        return (logits, new_cache) if use_cache else logits
+        if cache is not None:
+            cache.length = S
+        return (logits, cache) if use_cache else logits
 
 
 @dataclass
@@ -180,7 +216,8 @@ class Sample:
     logprobs: list[float] = field(default_factory=list)
 
 
-def _left_pad(seqs: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+def _left_pad(seqs: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Right-align rows with PAD; the mask is None when nothing was padded (faster attention)."""
     L = max(len(s) for s in seqs)
     idx = torch.full((len(seqs), L), PAD, dtype=torch.long)
     mask = torch.zeros((len(seqs), L), dtype=torch.long)
@@ -188,7 +225,8 @@ def _left_pad(seqs: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor
         if s:
             idx[b, L - len(s):] = torch.tensor(s, dtype=torch.long)
             mask[b, L - len(s):] = 1
-    return idx.to(device), mask.to(device)
+    padded = any(len(s) != L for s in seqs)
+    return idx.to(device), (mask.to(device) if padded else None)
 
 
 def _sample(logits, temperature, top_p, gen):
@@ -224,38 +262,34 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
     if any(len(p) == 0 for p in prompts):
         raise ValueError("prompts must be non-empty (start them with BOS)")
     dev, was_training = model.device, model.training
-    model.eval()
     idx, mask = _left_pad([p[-keep:] for p in prompts], dev)
     B, L = idx.shape
     gen = None if seed is None else torch.Generator(device=dev).manual_seed(seed)
-    seq = torch.cat([idx, torch.full((B, max_new_tokens), PAD, dtype=torch.long, device=dev)], 1)
-    full_mask = torch.cat([mask, torch.ones((B, max_new_tokens), dtype=torch.long, device=dev)], 1)
+    seq = F.pad(idx, (0, max_new_tokens), value=PAD)
+    full_mask = None if mask is None else F.pad(mask, (0, max_new_tokens), value=1)
+    cache = KVCache(model.config.n_layer, capacity=L + max_new_tokens) if use_cache else None
     stop = torch.tensor(list(stop_token_ids), dtype=torch.long, device=dev)
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
     lengths = torch.zeros(B, dtype=torch.long, device=dev)
     logps = torch.zeros((B, max_new_tokens), device=dev)
-    if use_cache:
-        logits, cache = model(idx, attention_mask=mask, use_cache=True)
-    else:
-        logits = model(idx, attention_mask=mask)
-    for t in range(max_new_tokens):
-        last = logits[:, -1].float()
-        tok = _sample(last, temperature, top_p, gen)
-        logps[:, t] = torch.log_softmax(last, -1).gather(-1, tok[:, None]).squeeze(-1)
-        alive = ~finished
-        tok = torch.where(alive, tok, PAD)
-        seq[:, L + t] = tok
-        lengths += alive
-        if stop.numel():
-            finished |= alive & torch.isin(tok, stop)
-        if t == max_new_tokens - 1 or bool(finished.all()):
-            break
-        if use_cache:
-            logits, cache = model(seq[:, L + t:L + t + 1], attention_mask=full_mask[:, :L + t + 1],
-                                  past_key_values=cache, use_cache=True)
-        else:
-            logits = model(seq[:, :L + t + 1], attention_mask=full_mask[:, :L + t + 1])
-    model.train(was_training)
+    model.eval()
+    try:
+        for t in range(max_new_tokens):
+            n = L + t  # tokens so far; with the cache only the newest one is fed after prefill
+            inp = seq[:, n - 1:n] if use_cache and t > 0 else seq[:, :n]
+            logits = model(inp, None if full_mask is None else full_mask[:, :n], past_key_values=cache)
+            last = logits[:, -1].float()
+            tok = _sample(last, temperature, top_p, gen)
+            logps[:, t] = torch.log_softmax(last, -1).gather(-1, tok[:, None]).squeeze(-1)
+            alive = ~finished
+            seq[:, n] = torch.where(alive, tok, PAD)  # finished rows only grow padding
+            lengths += alive
+            if stop.numel():
+                finished |= alive & torch.isin(tok, stop)
+                if bool(finished.all()):
+                    break
+    finally:
+        model.train(was_training)
     toks, logps, lengths = seq[:, L:].tolist(), logps.tolist(), lengths.tolist()
     return [Sample(toks[b][:n], logps[b][:n]) for b, n in enumerate(lengths)]
 
