@@ -16,6 +16,7 @@ text is a message for the communication channel and the game only advances.
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any, Literal
 
@@ -51,10 +52,12 @@ class TextAction(Text):
         return f"TextAction({len(self.vocabulary)} actions)"
 
 
+_OUTSIDE = re.compile(f"[^{re.escape(CHARSET)}]")
+
+
 def clip_text(text: str) -> str:
     """Keep an observation inside its space: printable ASCII, at most ``MAX_TEXT`` characters."""
-    if not text.isascii() or not text.isprintable():
-        text = "".join(c if c in CHARSET else "?" for c in text)
+    text = _OUTSIDE.sub("?", text)
     if len(text) > MAX_TEXT:
         text = text[: MAX_TEXT - 16] + "\n[...truncated]"
     return text

@@ -58,6 +58,8 @@ def parse_choice(text: str, legal: Iterable[str], aliases: dict[str, str] | None
     used only when its target is legal now.
     """
     legal = list(legal)
+    if text in legal:  # the common case, and the fast path
+        return text
     table = {normalize(a): a for a in legal}
     for alias, target in (aliases or {}).items():
         if target in legal:

