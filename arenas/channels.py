@@ -124,7 +124,8 @@ class ChannelWrapper(BaseWrapper):
         self._turn = {a: 0 for a in self.env.possible_agents}
         self._received: dict[str, list[dict[str, Any]]] = {a: [] for a in self.env.possible_agents}
         self._seen: dict[str, set[int]] = {a: set() for a in self.env.possible_agents}
-        self._update_inbox_info(self.env.agent_selection)
+        for a in self.env.agents if self._simultaneous else [self.env.agent_selection]:
+            self._update_inbox_info(a)
 
     def observe(self, agent: str) -> Any:
         obs = self.env.observe(agent)
@@ -147,8 +148,8 @@ class ChannelWrapper(BaseWrapper):
         self._turn[agent] += 1
         if agent in base.infos:
             base.infos[agent]["messages_sent"] = sent
-        if base.agents:
-            self._update_inbox_info(base.agent_selection)
+        for a in base.agents if self._simultaneous else [base.agent_selection]:
+            self._update_inbox_info(a)
 
     # ------------------------------------------------------------------ internals
     def _send(self, sender: str, message: str, to: list[str] | None) -> list[dict[str, Any]]:

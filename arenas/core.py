@@ -138,11 +138,12 @@ class TextArenaEnv(AECEnv):
         self.infos = {a: {"phase": "wait", "legal_actions": [], "invalid_actions": 0} for a in self.agents}
         self.invalid_counts = {a: 0 for a in self.agents}
         self._new_game(options or {})
-        self._refresh_info(self.agent_selection)
+        for a in self.agents if self._simultaneous else [self.agent_selection]:
+            self._refresh_info(a)
 
     def observe(self, agent: str) -> dict[str, Any]:
         mask = np.zeros(len(self.vocabularies[agent]), dtype=np.int8)
-        if agent == self.agent_selection and not self.terminations.get(agent, True):
+        if not self.terminations.get(agent, True) and (agent == self.agent_selection or self._simultaneous):
             index = self._index[agent]
             mask[[index[a] for a in self._legal(agent)]] = 1
         return {"text": clip_text(self._prompt(agent)), "action_mask": mask}
@@ -167,18 +168,19 @@ class TextArenaEnv(AECEnv):
             self._penalize(agent)
         else:
             self._play(agent, parsed)
-        self.infos[agent] = {
-            "phase": "talk" if not legal else "act",
-            "legal_actions": [],
-            "invalid_actions": self.invalid_counts[agent],
-            "valid": valid,
-            "parsed_action": None if not legal else parsed,
-        }
+        self.infos[agent].update(valid=valid, parsed_action=parsed if legal else None, legal_actions=[],
+                                 invalid_actions=self.invalid_counts[agent])
         self._accumulate_rewards()
-        if self.agents and not all(self.terminations[a] or self.truncations[a] for a in self.agents):
-            self._refresh_info(self.agent_selection)
+        for a in self.agents if self._simultaneous else [self.agent_selection]:
+            if not (self.terminations[a] or self.truncations[a]):
+                self._refresh_info(a)
         if self.render_mode == "human":
             self.render()
+
+    @property
+    def _simultaneous(self) -> bool:
+        """Every live agent moves each round (parallel arenas): all of them see their legal actions."""
+        return bool(self.metadata.get("is_parallelizable"))
 
     def _refresh_info(self, agent: str) -> None:
         legal = self._legal(agent)

@@ -9,13 +9,14 @@ from rich.console import Console
 
 from arenas import cli as arenas_cli
 from arenas.config import ConfigError
+from marl import cli as marl_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agora", description="LLM agents in PettingZoo text arenas: play, train, leagues, curricula.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    arenas_cli.add_commands(sub)
+    arenas_cli.add_commands(sub, policy_factory=marl_cli.policy_factory)
     return parser
 
 

@@ -30,8 +30,8 @@ def test_parallel_api_and_multistep_determinism(name, channel):
         trace = [(obs, infos)]
         rng = np.random.default_rng(123)
         while env.agents:
-            actions = {a: infos[a]["legal_actions"][rng.integers(len(infos[a]["legal_actions"]))]
-                       if infos[a]["legal_actions"] else f"hello from {a} {rng.integers(100)}" for a in env.agents}
+            actions = {a: f"<message>hello from {a}</message>" + (infos[a]["legal_actions"][rng.integers(len(infos[a]["legal_actions"]))]
+                       if infos[a]["legal_actions"] else "") for a in env.agents}
             obs, rewards, terms, truncs, infos = env.step(actions)
             trace.append((obs, rewards, terms, truncs, infos))
         return trace
@@ -39,7 +39,8 @@ def test_parallel_api_and_multistep_determinism(name, channel):
     a, b, c = run(7), run(7), run(8)
     assert len(a) > 2
     assert repr(a) == repr(b)
-    assert repr(a) != repr(c)
+    if channel is not None:  # drops and noise come from the env seed
+        assert repr(a) != repr(c)
 
 
 def test_turn_based_arena_refuses_parallel():
@@ -62,8 +63,8 @@ def test_observation_is_a_zero_shot_prompt(name):
     text = obs["text"]
     assert env.observation_space(env.agent_selection).contains(obs)
     assert "<answer>" in text or info["phase"] == "talk"
-    for action in info["legal_actions"][:3]:
-        assert action in text or "propose" in text  # legal actions are spelled out (or summarised)
+    if len(info["legal_actions"]) <= 24:  # short lists are spelled out; long ones (messages, proposals) summarised
+        assert all(action in text for action in info["legal_actions"])
     # the mask marks exactly the legal actions of the vocabulary
     vocab = env.action_space(env.agent_selection).vocabulary
     assert [vocab[i] for i in np.flatnonzero(obs["action_mask"])] == sorted(info["legal_actions"], key=vocab.index)

@@ -22,6 +22,7 @@ def test_any_text_is_accepted(name, actions, invalid, channel):
     env = arenas.make(name, invalid_action=invalid, channel=channel)
     env.reset(seed=0)
     invalid_steps = {a: 0 for a in env.possible_agents}
+    simultaneous, penalized = arenas.spec(name).parallel, False
     for action in actions:
         if not env.agents:
             break
@@ -36,4 +37,6 @@ def test_any_text_is_accepted(name, actions, invalid, channel):
             invalid_steps[agent] += 1
         assert env.infos[agent]["invalid_actions"] == invalid_steps[agent]
         if invalid == "penalize" and not env.infos[agent]["valid"]:
-            assert all(env.terminations.values())
+            penalized = True
+        if penalized and (not simultaneous or env.agent_selection == env.possible_agents[0]):
+            assert all(env.terminations.values())  # at once, or at the end of a simultaneous round

@@ -51,7 +51,8 @@ class raw_env(TextArenaEnv):
         if not 2 <= num_values <= names:
             raise ValueError(f"num_values must be between 2 and {names} (the names defined per attribute), got {num_values}")
         if not 2 <= num_objects <= num_values**num_attributes:
-            raise ValueError(f"num_objects must be between 2 and num_values**num_attributes = {num_values**num_attributes}, got {num_objects}")
+            raise ValueError(f"num_objects must be between 2 and num_values**num_attributes = "
+                             f"{num_values**num_attributes}, got {num_objects}")
         if not 2 <= vocab_size <= len(LETTERS):
             raise ValueError(f"vocab_size must be between 2 and {len(LETTERS)} (lowercase letters), got {vocab_size}")
         if message_length < 1 or vocab_size**message_length > MAX_MESSAGES:

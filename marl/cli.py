@@ -1,0 +1,24 @@
+"""``marl`` commands and the policy factory that lets ``agora play`` use language models."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from arenas.play import TextPolicy
+from marl.policy import Policy, load_policy, parse_policy, text_policy
+
+
+@lru_cache(maxsize=None)
+def _loaded(name: str, arena: str) -> Policy:
+    """One instance per name: agents given the same policy name share one model."""
+    return load_policy(parse_policy(name), arena=arena)
+
+
+def policy_factory(name: str, arena: str) -> TextPolicy:
+    """Scripted names stay scripted; everything else loads a language-model policy (see ``parse_policy``)."""
+    spec = parse_policy(name)
+    if spec.backend == "scripted":
+        import arenas
+
+        return arenas.scripted(arena, spec.name)
+    return text_policy(_loaded(name, arena), max_new_tokens=spec.max_new_tokens, temperature=spec.temperature)

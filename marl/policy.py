@@ -1,0 +1,210 @@
+"""The policy interface: a batch of prompts in, completions with token ids and log-probabilities out.
+
+Every backend (``tiny`` GPT, ``hf`` transformers models incl. ``smollm2``, ``remote`` endpoints,
+``scripted`` arena policies) speaks this one protocol, so rollouts, trainers and evaluators never ask
+which model they hold. Log-probabilities are always those of the raw model at temperature 1 (what a
+policy-gradient loss compares against ``score``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from marl import tiny_gpt
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_ids: list[int] = field(default_factory=list)
+    completion_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    backend: str
+
+    def generate(self, prompts: list[str], *, max_new_tokens: int = 32, temperature: float = 1.0, top_p: float = 1.0,
+                 stop: tuple[str, ...] = (), seed: int | None = None, infos: list[dict] | None = None) -> list[Completion]:
+        """Sample one completion per prompt. ``infos`` (the arena's, per prompt) serve scripted policies only."""
+        ...
+
+    def score(self, prompts: list[str] | list[list[int]], completions: list[str] | list[list[int]]) -> list[torch.Tensor]:
+        """Per-token log-probabilities of each completion after its prompt (text or token ids), batched;
+        differentiable when grad is enabled."""
+        ...
+
+    def save(self, directory: str | Path) -> Path: ...
+
+    def clone(self) -> Policy:
+        """A frozen copy (no gradients), e.g. a league snapshot or a KL reference."""
+        ...
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
+    """The text up to and including the first stop string, or None when none occurs."""
+    ends = [text.find(s) + len(s) for s in stop if s and s in text]
+    return text[: min(ends)] if ends else None
+
+
+class TinyPolicy:
+    """The tiny byte-level GPT as a policy. Prompt ids: BOS + bytes(prompt + newline); completions end with EOS."""
+
+    backend = "tiny"
+
+    def __init__(self, model: tiny_gpt.GPT):
+        self.model = model
+        self.tokenizer = tiny_gpt.ByteTokenizer()
+
+    @classmethod
+    def create(cls, seed: int = 0, device: str = "cpu", **config: Any) -> TinyPolicy:
+        torch.manual_seed(seed)
+        return cls(tiny_gpt.GPT(tiny_gpt.GPTConfig(**config)).to(device))
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return self.tokenizer.encode(prompt + "\n", bos=True)
+
+    def encode_completion(self, completion: str) -> list[int]:
+        return self.tokenizer.encode(completion) + [tiny_gpt.EOS]
+
+    def generate(self, prompts, *, max_new_tokens=32, temperature=1.0, top_p=1.0, stop=(), seed=None, infos=None):
+        ids = [self.encode_prompt(p) for p in prompts]
+        samples = tiny_gpt.generate(self.model, ids, max_new_tokens, temperature, top_p, seed=seed)
+        out = []
+        for p, s in zip(ids, samples):
+            text = self.tokenizer.decode(s.completion_ids)
+            cut = cut_at_stop(text, stop)
+            c_ids, lps = s.completion_ids, s.logprobs
+            if cut is not None:  # byte tokens: the cut text's byte length is its token count
+                n = len(cut.encode("utf-8"))
+                text, c_ids, lps = cut, c_ids[:n], lps[:n]
+            out.append(Completion(text, p, list(c_ids), list(lps)))
+        return out
+
+    def score(self, prompts, completions):
+        p_ids = [self.encode_prompt(p) if isinstance(p, str) else p for p in prompts]
+        c_ids = [self.encode_completion(c) if isinstance(c, str) else c for c in completions]
+        return tiny_gpt.score(self.model, p_ids, c_ids)
+
+    def save(self, directory):
+        path = Path(directory)
+        tiny_gpt.save(self.model, path)
+        (path / "policy.json").write_text(json.dumps({"backend": self.backend}))
+        return path
+
+    def clone(self) -> TinyPolicy:
+        import copy
+
+        twin = TinyPolicy(copy.deepcopy(self.model).eval())
+        twin.model.requires_grad_(False)
+        return twin
+
+
+class ScriptedPolicy:
+    """An arena's scripted policy (``random`` or ``heuristic``) behind the policy interface."""
+
+    backend = "scripted"
+
+    def __init__(self, arena: str, name: str):
+        import arenas
+
+        self.arena, self.name = arena, name
+        self.act = arenas.scripted(arena, name)
+
+    def generate(self, prompts, *, max_new_tokens=32, temperature=1.0, top_p=1.0, stop=(), seed=None, infos=None):
+        if infos is None:
+            raise ValueError("scripted policies need the arena's infos (legal actions) beside the prompts")
+        rng = np.random.default_rng(seed)
+        return [Completion(self.act(p, info, rng)) for p, info in zip(prompts, infos)]
+
+    def score(self, prompts, completions):
+        raise TypeError(f"scripted policy {self.name!r} has no log-probabilities to score")
+
+    def save(self, directory):
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "policy.json").write_text(json.dumps({"backend": self.backend, "arena": self.arena, "name": self.name}))
+        return path
+
+    def clone(self) -> ScriptedPolicy:
+        return self
+
+
+# ---------------------------------------------------------------------------- loading by name
+class PolicySpec(BaseModel):
+    """A policy in a config: a backend and what it needs."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["tiny", "hf", "smollm2", "remote", "scripted"] = "tiny"
+    path: str | None = None  # a saved policy (tiny, hf) or a transformers model id/path
+    name: str | None = None  # scripted: random | heuristic; remote: the served model name
+    base_url: str | None = None  # remote
+    api_key_env: str = "OPENAI_API_KEY"  # remote: the environment variable holding the key
+    gpt: dict[str, Any] = {}  # tiny: GPTConfig fields for a fresh model
+    lora: dict[str, Any] | None = None  # hf: peft LoRA settings, e.g. {r: 16, alpha: 32}
+    device: str = "cpu"
+    seed: int = 0
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = Field(1.0, ge=0)
+
+
+def parse_policy(text: str) -> PolicySpec:
+    """Short names used on the command line: ``random``, ``heuristic``, ``tiny``, ``tiny:DIR``, ``smollm2``,
+    ``hf:MODEL``, ``remote:MODEL@URL``, or a directory with a saved policy."""
+    kind, _, rest = text.partition(":")
+    if text in ("random", "heuristic"):
+        return PolicySpec(backend="scripted", name=text)
+    if text in ("tiny", "smollm2"):
+        return PolicySpec(backend=text)
+    if kind in ("tiny", "hf") and rest:
+        return PolicySpec(backend=kind, path=rest)
+    if kind == "remote" and "@" in rest:
+        name, _, url = rest.partition("@")
+        return PolicySpec(backend="remote", name=name, base_url=url)
+    if (Path(text) / "policy.json").is_file():
+        saved = json.loads((Path(text) / "policy.json").read_text())
+        return PolicySpec(backend=saved["backend"], path=text, name=saved.get("name"))
+    raise ValueError(f"unknown policy {text!r}: use random, heuristic, tiny, tiny:DIR, smollm2, hf:MODEL, "
+                     "remote:MODEL@URL, or a folder with a saved policy")
+
+
+def load_policy(spec: PolicySpec | str, arena: str | None = None) -> Policy:
+    if isinstance(spec, str):
+        spec = parse_policy(spec)
+    if spec.backend == "scripted":
+        if arena is None:
+            raise ValueError("a scripted policy needs the arena it plays")
+        return ScriptedPolicy(arena, spec.name or "random")
+    if spec.backend == "tiny":
+        if spec.path:
+            return TinyPolicy(tiny_gpt.load(spec.path, spec.device))
+        return TinyPolicy.create(seed=spec.seed, device=spec.device, **spec.gpt)
+    if spec.backend in ("hf", "smollm2"):
+        from marl import hf
+
+        path = hf.smollm2_path() if spec.backend == "smollm2" else spec.path
+        return hf.HFPolicy.from_pretrained(path, device=spec.device, lora=spec.lora)
+    if spec.backend == "remote":
+        from marl import remote
+
+        return remote.RemotePolicy(spec.base_url, spec.name, api_key_env=spec.api_key_env)
+    raise ValueError(f"unknown backend {spec.backend!r}")
+
+
+def text_policy(policy: Policy, max_new_tokens: int = 32, temperature: float = 1.0):
+    """Adapt a policy to the arenas' ``(text, info, rng) -> action`` interface for ``agora play``."""
+
+    def act(text: str, info: dict, rng: np.random.Generator) -> str:
+        seed = int(rng.integers(2**31))
+        return policy.generate([text], max_new_tokens=max_new_tokens, temperature=temperature,
+                               stop=("</answer>",), seed=seed, infos=[info])[0].text
+
+    return act
