@@ -49,12 +49,6 @@ class Policy(Protocol):
         ...
 
 
-def cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
-    """The text up to and including the first stop string, or None when none occurs."""
-    ends = [text.find(s) + len(s) for s in stop if s and s in text]
-    return text[: min(ends)] if ends else None
-
-
 class TinyPolicy:
     """The tiny byte-level GPT as a policy. Prompt ids: BOS + bytes(prompt + newline); completions end with EOS."""
 
@@ -80,13 +74,12 @@ class TinyPolicy:
         samples = tiny_gpt.generate(self.model, ids, max_new_tokens, temperature, top_p, seed=seed)
         out = []
         for p, s in zip(ids, samples):
-            text = self.tokenizer.decode(s.completion_ids)
-            cut = cut_at_stop(text, stop)
-            c_ids, lps = s.completion_ids, s.logprobs
-            if cut is not None:  # byte tokens: the cut text's byte length is its token count
-                n = len(cut.encode("utf-8"))
-                text, c_ids, lps = cut, c_ids[:n], lps[:n]
-            out.append(Completion(text, p, list(c_ids), list(lps)))
+            n = len(s.completion_ids)
+            raw = bytes(i for i in s.completion_ids if i < 256)  # byte tokens: positions in raw are token positions
+            ends = [raw.find(x.encode()) + len(x.encode()) for x in stop if x and x.encode() in raw]
+            if ends:
+                n = min(ends)
+            out.append(Completion(self.tokenizer.decode(s.completion_ids[:n]), p, s.completion_ids[:n], s.logprobs[:n]))
         return out
 
     def score(self, prompts, completions):

@@ -1,0 +1,103 @@
+"""The policy interface on the tiny and transformers backends: sampling, scoring, saving, cloning."""
+
+import numpy as np
+import pytest
+import torch
+
+import arenas
+from arenas.play import play_episode
+from marl.policy import Policy, ScriptedPolicy, TinyPolicy, load_policy, parse_policy, text_policy
+
+PROMPTS = ["Kuhn poker. Your card: King.\nLegal actions: pass, bet.", "Tic-tac-toe.\nLegal actions: 1, 5, 9."]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return TinyPolicy.create(seed=0, n_layer=2, n_embd=64, n_head=4, block_size=512)
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_hf_model):
+    from marl.hf import HFPolicy
+
+    return HFPolicy.from_pretrained(tiny_hf_model)
+
+
+@pytest.fixture(params=["tiny", "hf"])
+def policy(request, tiny, hf):
+    return {"tiny": tiny, "hf": hf}[request.param]
+
+
+def test_protocol(policy):
+    assert isinstance(policy, Policy)
+
+
+def test_seeded_sampling_is_reproducible(policy):
+    a = policy.generate(PROMPTS, max_new_tokens=12, seed=3)
+    b = policy.generate(PROMPTS, max_new_tokens=12, seed=3)
+    c = policy.generate(PROMPTS, max_new_tokens=12, seed=4)
+    assert [x.completion_ids for x in a] == [x.completion_ids for x in b]
+    assert [x.completion_ids for x in a] != [x.completion_ids for x in c]
+
+
+def test_generate_logprobs_equal_score(policy):
+    out = policy.generate(PROMPTS, max_new_tokens=12, seed=1)
+    with torch.no_grad():
+        scored = policy.score([c.prompt_ids for c in out], [c.completion_ids for c in out])
+    for c, s in zip(out, scored):
+        assert len(c.logprobs) == len(c.completion_ids) == len(s) > 0
+        np.testing.assert_allclose(c.logprobs, s.numpy(), atol=2e-4)
+
+
+def test_score_text_ranks_legal_actions_and_has_gradients(policy):
+    model = policy.model
+    lp = policy.score([PROMPTS[0]] * 2, ["<answer>pass</answer>", "<answer>bet</answer>"])
+    total = torch.stack([x.sum() for x in lp])
+    assert torch.isfinite(total).all() and (total < 0).all()
+    total.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.zero_grad()
+
+
+def test_save_load_round_trip_and_clone(policy, tmp_path):
+    policy.save(tmp_path / "p")
+    loaded = load_policy(str(tmp_path / "p"))
+    frozen = policy.clone()
+    with torch.no_grad():
+        want = policy.score(PROMPTS, ["<answer>bet</answer>"] * 2)
+        for other in (loaded, frozen):
+            got = other.score(PROMPTS, ["<answer>bet</answer>"] * 2)
+            for w, g in zip(want, got):
+                torch.testing.assert_close(w, g)
+    assert not any(p.requires_grad for p in frozen.model.parameters())
+
+
+def test_stop_strings_cut_completions(tiny):
+    out = tiny.generate(PROMPTS, max_new_tokens=40, seed=0, stop=("e",))
+    for c in out:
+        assert c.text.count("e") <= 1 and (c.text.endswith("e") or "e" not in c.text)
+        assert len(c.completion_ids) == len(c.logprobs)
+        assert bytes(i for i in c.completion_ids if i < 256).count(b"e") <= 1
+
+
+def test_scripted_backend_and_names():
+    p = load_policy("heuristic", arena="kuhn_poker_v0")
+    assert isinstance(p, ScriptedPolicy)
+    env = arenas.make("tictactoe_v0")
+    env.reset(seed=0)
+    obs, _, _, _, info = env.last()
+    ttt = load_policy("heuristic", arena="tictactoe_v0")
+    assert ttt.generate([obs["text"]], infos=[info], seed=0)[0].text == "5"  # the centre first
+    with pytest.raises(TypeError, match="no log-probabilities"):
+        ttt.score(["x"], ["y"])
+    with pytest.raises(ValueError, match="unknown policy"):
+        parse_policy("gpt-17")
+    assert parse_policy("remote:smol@http://127.0.0.1:8000/v1").base_url == "http://127.0.0.1:8000/v1"
+
+
+def test_language_model_plays_through_the_text_interface(tiny):
+    env = arenas.make("kuhn_poker_v0", invalid_action="fallback")
+    act = text_policy(tiny, max_new_tokens=8)
+    ep = play_episode(env, {"player_0": act, "player_1": arenas.random_policy}, seed=0)
+    assert ep.steps[0].agent == "player_0" and isinstance(ep.steps[0].raw_action, str)
+    assert sum(ep.returns.values()) == 0
