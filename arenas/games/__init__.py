@@ -2,6 +2,7 @@
 
 from arenas.games import kuhn_poker, tictactoe
 from arenas.games import consensus, signalling
+from arenas.games import iterated_pd, negotiation
 from arenas.registry import ArenaSpec, register
 
 register(ArenaSpec(kuhn_poker.NAME, kuhn_poker.raw_env, "2", False, "zero-sum",
@@ -14,3 +15,9 @@ register(ArenaSpec(signalling.NAME, signalling.raw_env, "2", False, "shared",
 register(ArenaSpec(consensus.NAME, consensus.raw_env, "N >= 3", True, "shared",
                    "Agents learn the sum or max of private numbers by talking over a channel graph",
                    consensus.heuristic, "flooding"))
+register(ArenaSpec(negotiation.NAME, negotiation.raw_env, "2", False, "general-sum",
+                   "Split a pool of items with private values, talking through a channel (Lewis et al. 2017)",
+                   negotiation.heuristic, "falling-threshold"))
+register(ArenaSpec(iterated_pd.NAME, iterated_pd.raw_env, "2", True, "general-sum",
+                   "Iterated prisoner's dilemma, simultaneous moves, optional talk before each round",
+                   iterated_pd.heuristic, "tit-for-tat"))

@@ -50,7 +50,7 @@ class raw_env(TextArenaEnv):
         super().__init__({a: ACTIONS for a in AGENTS}, invalid_action, render_mode)
         self.rounds, self.payoffs, self.talk = rounds, p, talk
         self.requires_channel = talk  # the talk cycles need a channel to carry anything
-        # payoff[(my move, their move)] -> (mine, theirs)
+        # table[(my move, their move)] = (my points, their points)
         R, S, T, P = p["reward"], p["sucker"], p["temptation"], p["punishment"]
         self.table = {("cooperate", "cooperate"): (R, R), ("cooperate", "defect"): (S, T),
                       ("defect", "cooperate"): (T, S), ("defect", "defect"): (P, P)}
@@ -68,50 +68,34 @@ class raw_env(TextArenaEnv):
     def _parse(self, agent: str, text: str, legal: list[str]) -> str | None:
         return parse_choice(text, legal, ALIASES)
 
-    # Simultaneous moves: whoever has not moved yet in this cycle sees its mask and legal actions.
-    def observe(self, agent: str) -> dict[str, Any]:
-        obs = super().observe(agent)
-        if self._waiting(agent) and self._legal(agent):
-            obs["action_mask"][:] = 1
-        return obs
-
-    def _refresh_info(self, agent: str) -> None:
-        for a in AGENTS if agent == AGENTS[0] else (agent,):  # a cycle starts: both are about to act
-            if self._waiting(a):
-                super()._refresh_info(a)
-
-    def _waiting(self, agent: str) -> bool:
-        return agent in self.infos and not self.terminations[agent] and AGENTS.index(agent) >= AGENTS.index(self.agent_selection)
-
     def _prompt(self, agent: str) -> str:
-        me, other = agent, AGENTS[agent == AGENTS[0]]
-        i = AGENTS.index(me)
-        p = self.payoffs
+        i, other, p = AGENTS.index(agent), AGENTS[agent == AGENTS[0]], self.payoffs
         lines = [
             f"Iterated prisoner's dilemma, {self.rounds} rounds. Each round you and {other} choose at the same time,",
             "without seeing the other's choice: cooperate or defect. Points this round (you, them):",
             f"  both cooperate: {p['reward']:g}, {p['reward']:g}   both defect: {p['punishment']:g}, {p['punishment']:g}",
             f"  you cooperate, they defect: {p['sucker']:g}, {p['temptation']:g}   "
             f"you defect, they cooperate: {p['temptation']:g}, {p['sucker']:g}",
-            f"Maximise your own total points. You are {me}.",
+            f"Maximise your own total points. You are {agent}.",
         ]
         if self.history:
             lines.append("History:")
             for k, moves in enumerate(self.history, 1):
                 mine, theirs = self.table[(moves[i], moves[1 - i])]
-                lines.append(f"  Round {k}: you {PAST[moves[i]]}, {other} {PAST[moves[1 - i]]}; you got {mine:g}, they got {theirs:g}.")
+                lines.append(f"  Round {k}: you {PAST[moves[i]]}, {other} {PAST[moves[1 - i]]}; "
+                             f"you got {mine:g}, they got {theirs:g}.")
         else:
             lines.append("History: no rounds played yet.")
         totals = [sum(self.table[(m[i], m[1 - i])][j] for m in self.history) for j in (0, 1)]
         lines.append(f"Total so far: you {totals[0]:g}, {other} {totals[1]:g}.")
+        now = f"Round {len(self.history) + 1} of {self.rounds}"
         if all(self.terminations.values()):
             lines.append("The game is over.")
         elif self.phase == "talk":
-            lines += [f"Round {len(self.history) + 1} of {self.rounds}: talk first. Everything you write now is sent to {other} as",
-                      "one short message (they read it before choosing); no move is made on this turn."]
+            lines += [f"{now}: talk first. Everything you write now is sent to {other} as one short message",
+                      "(they read it before choosing); no move is made on this turn."]
         else:
-            lines += [f"Round {len(self.history) + 1} of {self.rounds}: choose your move.",
-                      f"Legal actions: {', '.join(ACTIONS)}.", ANSWER_FORMAT]
+            lines += [f"{now}: choose your move.", f"Legal actions: {', '.join(ACTIONS)}.", ANSWER_FORMAT]
         return "\n".join(lines)
 
     def _play(self, agent: str, action: str) -> None:
