@@ -1,7 +1,8 @@
 """CPU sampling speed: marl.tiny_gpt (KV cache) vs Hugging Face GPT2LMHeadModel.generate.
 
 Both models have the same shape (4 layers, d=256, 4 heads, byte vocab of 259), random init.
-Each (model, batch) case runs in its own subprocess so the reported peak RSS is its own.
+Timed calls alternate between the two models in one process (fair under machine noise);
+peak RSS is measured separately, one subprocess per (model, batch), so each number is its own.
 
     python benchmarks/generation_speed.py [--quick]
 """
@@ -20,13 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PROMPT_LEN, NEW_TOKENS = 64, 64
+IMPLS = {"ours": "tiny_gpt (KV cache)", "hf": "HF GPT2LMHeadModel"}
 
 
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def worker(impl: str, batch: int, repeats: int) -> dict:
+def make_runner(impl: str, batch: int):
+    """Build one model and return (run(seed) -> None, parameter count)."""
     import torch
 
     from marl.tiny_gpt import BOS, EOS, GPT, PAD, GPTConfig, generate
@@ -54,47 +53,76 @@ def worker(impl: str, batch: int, repeats: int) -> dict:
             out = model.generate(prompts, attention_mask=mask, do_sample=True, max_new_tokens=NEW_TOKENS,
                                  min_new_tokens=NEW_TOKENS, pad_token_id=PAD)
             assert out.shape == (batch, PROMPT_LEN + NEW_TOKENS)
-    params = sum(p.numel() for p in model.parameters())
-    rss_before = _rss_mib()
-    run(0)  # warm-up
+    return run, sum(p.numel() for p in model.parameters())
+
+
+def peak_rss_worker(impl: str, batch: int) -> dict:
+    """Runs alone in a subprocess: peak RSS of importing, building and sampling with one model."""
+    run, _ = make_runner(impl, batch)
+    run(0)
     run(1)
-    times = []
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        run(100 + i)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    return {"impl": impl, "batch": batch, "params": params, "seconds": med,
-            "tok_s": batch * NEW_TOKENS / med, "peak_rss_mib": _rss_mib(), "rss_before_mib": rss_before,
-            "threads": torch.get_num_threads()}
+    return {"peak_rss_mib": _peak_rss_mib()}
+
+
+def _peak_rss_mib() -> float:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent process
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def time_cases(repeats: int) -> dict:
+    """Median seconds per generate call; ours and HF alternate so machine noise hits both alike."""
+    import torch
+
+    results = {}
+    for batch in (1, 8):
+        runners = {impl: make_runner(impl, batch) for impl in IMPLS}
+        for impl, (run, _) in runners.items():  # warm-up
+            run(0)
+            run(1)
+        times = {impl: [] for impl in IMPLS}
+        for i in range(repeats):
+            for impl, (run, _) in runners.items():
+                t0 = time.perf_counter()
+                run(100 + i)
+                times[impl].append(time.perf_counter() - t0)
+        for impl, (_, params) in runners.items():
+            med = statistics.median(times[impl])
+            results[impl, batch] = {"params": params, "tok_s": batch * NEW_TOKENS / med}
+    results["threads"] = torch.get_num_threads()
+    return results
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer timed repeats")
-    ap.add_argument("--worker", nargs=2, metavar=("IMPL", "BATCH"), help=argparse.SUPPRESS)
-    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None, help="timed generate calls per case")
+    ap.add_argument("--rss-worker", nargs=2, metavar=("IMPL", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    repeats = args.repeats or (3 if args.quick else 10)
-    if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), repeats)))
+    if args.rss_worker:
+        print(json.dumps(peak_rss_worker(args.rss_worker[0], int(args.rss_worker[1]))))
         return
-    results = {}
-    for batch in (1, 8):
-        for impl in ("ours", "hf"):
-            cmd = [sys.executable, __file__, "--worker", impl, str(batch), "--repeats", str(repeats)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            results[impl, batch] = json.loads(out.strip().splitlines()[-1])
+    repeats = args.repeats or (3 if args.quick else 15)
+    results = time_cases(repeats)
+    for key in [(impl, batch) for batch in (1, 8) for impl in IMPLS]:
+        cmd = [sys.executable, __file__, "--rss-worker", key[0], str(key[1])]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results[key].update(json.loads(out.strip().splitlines()[-1]))
     header = ["batch", "model", "params", "tokens/s", "ours/HF", "peak RSS MiB"]
     rows = []
     for batch in (1, 8):
         ratio = results["ours", batch]["tok_s"] / results["hf", batch]["tok_s"]
-        for impl, name in (("ours", "tiny_gpt (KV cache)"), ("hf", "HF GPT2LMHeadModel")):
+        for impl, name in IMPLS.items():
             r = results[impl, batch]
             rows.append([str(batch), name, f"{r['params'] / 1e6:.2f}M", f"{r['tok_s']:.0f}",
                          f"{ratio:.2f}x" if impl == "ours" else "", f"{r['peak_rss_mib']:.0f}"])
-    title = (f"Sampling speed, CPU ({results['ours', 1]['threads']} threads), prompt {PROMPT_LEN}, "
-             f"{NEW_TOKENS} new tokens, median of {repeats}")
+    title = (f"Sampling on CPU ({results['threads']} threads): prompt {PROMPT_LEN}, {NEW_TOKENS} new "
+             f"tokens, median of {repeats}; peak RSS per model in its own process")
     try:
         from rich.console import Console
         from rich.table import Table
@@ -102,7 +130,7 @@ def main() -> None:
         print(title)
         widths = [max(len(x) for x in col) for col in zip(header, *rows)]
         for row in [header, *rows]:
-            print("  ".join(x.ljust(w) for x, w in zip(row, widths)))
+            print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
         return
     table = Table(title=title)
     for h in header:

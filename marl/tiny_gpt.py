@@ -38,6 +38,8 @@ class ByteTokenizer:
 
 @dataclass
 class GPTConfig:
+    """Defaults give ~3.5M parameters: quick to sample from and to train on a CPU."""
+
     vocab_size: int = 259
     block_size: int = 1024
     n_layer: int = 4
@@ -124,10 +126,12 @@ class KVCache:
             cap = max(end, self.capacity, 2 * (0 if self.k[i] is None else self.k[i].shape[2]))
             nk, nv = k.new_empty(B, H, cap, D), v.new_empty(B, H, cap, D)
             if self.k[i] is not None:
-                nk[:, :, :start], nv[:, :, :start] = self.k[i][:, :, :start], self.v[i][:, :, :start]
+                nk.narrow(2, 0, start).copy_(self.k[i].narrow(2, 0, start))
+                nv.narrow(2, 0, start).copy_(self.v[i].narrow(2, 0, start))
             self.k[i], self.v[i] = nk, nv
-        self.k[i][:, :, start:end], self.v[i][:, :, start:end] = k, v
-        return self.k[i][:, :, :end], self.v[i][:, :, :end]
+        self.k[i].narrow(2, start, end - start).copy_(k)
+        self.v[i].narrow(2, start, end - start).copy_(v)
+        return self.k[i].narrow(2, 0, end), self.v[i].narrow(2, 0, end)
 
 
 class GPT(nn.Module):
@@ -192,13 +196,10 @@ class GPT(nn.Module):
         else:
             am = attention_mask.to(device=dev, dtype=torch.bool)
             pos = (am.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
-            if T == 1:  # decoding: the new token is real and last, only pad keys are hidden
-                mask = am[:, None, None, :]
-            else:
-                q = torch.arange(past_len, S, device=dev)[:, None]  # absolute query positions
-                k = torch.arange(S, device=dev)
-                # causal AND key-is-real; a query always sees itself so pad rows never get NaN
-                mask = (k <= q) & (am[:, None, None, :] | (k == q))
+            q = torch.arange(past_len, S, device=dev)[:, None]  # absolute query positions
+            k = torch.arange(S, device=dev)
+            # causal AND key-is-real; a query always sees itself so pad rows never get NaN
+            mask = (k <= q) & (am[:, None, None, :] | (k == q))
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for i, block in enumerate(self.h):
             x = block(x, mask, is_causal, cache, i, past_len)
@@ -229,10 +230,10 @@ def _left_pad(seqs: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor
     return idx.to(device), (mask.to(device) if padded else None)
 
 
-def _sample(logits, temperature, top_p, gen):
+def _sample(logits, logp, temperature, top_p, gen):
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
+    probs = logp.exp() if temperature == 1 else torch.softmax(logits / temperature, dim=-1)
     if top_p < 1.0:  # nucleus: keep the smallest prefix of sorted tokens with mass >= top_p
         sp, si = probs.sort(dim=-1, descending=True)
         sp = sp * ((sp.cumsum(-1) - sp) < top_p)
@@ -252,7 +253,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
     completion. `temperature == 0` is greedy. The returned logprobs are always under the
     raw model (log_softmax of logits at temperature 1, no top-p): what policy-gradient
     losses compare against `score`. Prompts longer than block_size - max_new_tokens keep
-    only their last tokens. The same seed and the same batch give the same samples.
+    only their last tokens. The same seed and the same batch give the same samples
+    (seed=None draws from torch's global RNG).
     """
     if max_new_tokens <= 0:
         return [Sample() for _ in prompts]
@@ -268,7 +270,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
     seq = F.pad(idx, (0, max_new_tokens), value=PAD)
     full_mask = None if mask is None else F.pad(mask, (0, max_new_tokens), value=1)
     cache = KVCache(model.config.n_layer, capacity=L + max_new_tokens) if use_cache else None
-    stop = torch.tensor(list(stop_token_ids), dtype=torch.long, device=dev)
+    stop = torch.tensor(list(stop_token_ids or ()), dtype=torch.long, device=dev)
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
     lengths = torch.zeros(B, dtype=torch.long, device=dev)
     logps = torch.zeros((B, max_new_tokens), device=dev)
@@ -279,8 +281,9 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
             inp = seq[:, n - 1:n] if use_cache and t > 0 else seq[:, :n]
             logits = model(inp, None if full_mask is None else full_mask[:, :n], past_key_values=cache)
             last = logits[:, -1].float()
-            tok = _sample(last, temperature, top_p, gen)
-            logps[:, t] = torch.log_softmax(last, -1).gather(-1, tok[:, None]).squeeze(-1)
+            logp = torch.log_softmax(last, -1)
+            tok = _sample(last, logp, temperature, top_p, gen)
+            logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1)
             alive = ~finished
             seq[:, n] = torch.where(alive, tok, PAD)  # finished rows only grow padding
             lengths += alive

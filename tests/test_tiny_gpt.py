@@ -20,7 +20,7 @@ def model():
 PROMPTS = [[BOS, 72, 105], [BOS] + list(range(40, 60)), [BOS, 1, 2, 3, 4, 5, 6, 7]]
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50, deadline=None, database=None)
 @given(st.text())
 def test_tokenizer_round_trip(text):
     tok = ByteTokenizer()
@@ -66,6 +66,14 @@ def test_kv_cache_forward_matches_full(model):
     logits, cache = model(x[:, :6], use_cache=True)
     rest, _ = model(x[:, 6:], past_key_values=cache, use_cache=True)
     torch.testing.assert_close(torch.cat([logits, rest], 1), full, atol=1e-5, rtol=0)
+
+
+def test_batched_greedy_equals_alone(model):
+    batch = generate(model, PROMPTS, 12, temperature=0.0, stop_token_ids=())
+    for p, s in zip(PROMPTS, batch):
+        (alone,) = generate(model, [p], 12, temperature=0.0, stop_token_ids=())
+        assert s.completion_ids == alone.completion_ids
+        torch.testing.assert_close(torch.tensor(s.logprobs), torch.tensor(alone.logprobs), atol=1e-5, rtol=0)
 
 
 def test_seeded_sampling_reproducible(model):
