@@ -192,6 +192,27 @@ def load_policy(spec: PolicySpec | str, arena: str | None = None) -> Policy:
     raise ValueError(f"unknown backend {spec.backend!r}")
 
 
+class PolicyMapping(BaseModel):
+    """Which policy each agent uses: several agents naming one policy id share its parameters
+    (their roles are in their prompts); different ids are separate models."""
+
+    model_config = ConfigDict(extra="forbid")
+    policies: dict[str, PolicySpec] = {"shared": PolicySpec()}
+    mapping: dict[str, str] = {}  # agent id -> policy id; agents left out use the first policy
+
+    def build(self, agents: list[str], arena: str | None = None) -> dict[str, Policy]:
+        unknown = sorted({p for p in self.mapping.values() if p not in self.policies})
+        if unknown:
+            raise ValueError(f"policy mapping names unknown policy id(s) {unknown}; defined: {sorted(self.policies)}")
+        strangers = sorted(set(self.mapping) - set(agents))
+        if strangers:
+            raise ValueError(f"policy mapping names unknown agent(s) {strangers}; agents: {agents}")
+        first = next(iter(self.policies))
+        loaded = {pid: load_policy(spec, arena) for pid, spec in self.policies.items()
+                  if pid in self.mapping.values() or (pid == first and len(self.mapping) < len(agents))}
+        return {a: loaded[self.mapping.get(a, first)] for a in agents}
+
+
 def text_policy(policy: Policy, max_new_tokens: int = 32, temperature: float = 1.0):
     """Adapt a policy to the arenas' ``(text, info, rng) -> action`` interface for ``agora play``."""
 

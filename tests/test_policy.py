@@ -101,3 +101,31 @@ def test_language_model_plays_through_the_text_interface(tiny):
     ep = play_episode(env, {"player_0": act, "player_1": arenas.random_policy}, seed=0)
     assert ep.steps[0].agent == "player_0" and isinstance(ep.steps[0].raw_action, str)
     assert sum(ep.returns.values()) == 0
+
+
+def test_policy_mapping_shared_and_separate():
+    from marl.policy import PolicyMapping
+
+    agents = ["speaker", "listener"]
+    shared = PolicyMapping(policies={"p": {"gpt": {"n_layer": 1, "n_embd": 32, "n_head": 2}}}).build(agents)
+    assert shared["speaker"] is shared["listener"]
+    separate = PolicyMapping(policies={"s": {"gpt": {"n_layer": 1, "n_embd": 32, "n_head": 2}, "seed": 1},
+                                       "l": {"gpt": {"n_layer": 1, "n_embd": 32, "n_head": 2}, "seed": 2}},
+                             mapping={"speaker": "s", "listener": "l"}).build(agents)
+    assert separate["speaker"] is not separate["listener"]
+    assert not torch.equal(separate["speaker"].model.wte.weight, separate["listener"].model.wte.weight)
+    with pytest.raises(ValueError, match="unknown policy id"):
+        PolicyMapping(mapping={"speaker": "nope"}).build(agents)
+    with pytest.raises(ValueError, match="unknown agent"):
+        PolicyMapping(mapping={"narrator": "shared"}).build(agents)
+
+
+def test_hf_lora_trains_only_adapters(tiny_hf_model):
+    from marl.hf import HFPolicy
+
+    p = HFPolicy.from_pretrained(tiny_hf_model, lora={"r": 4, "lora_alpha": 8})
+    trainable = [n for n, q in p.model.named_parameters() if q.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    loss = -p.score(PROMPTS[:1], ["<answer>bet</answer>"])[0].sum()
+    loss.backward()
+    assert all(q.grad is not None for n, q in p.model.named_parameters() if q.requires_grad)
