@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -102,12 +103,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer timed repeats")
     ap.add_argument("--repeats", type=int, default=None, help="timed generate calls per case")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--rss-worker", nargs=2, metavar=("IMPL", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_worker:
         print(json.dumps(peak_rss_worker(args.rss_worker[0], int(args.rss_worker[1]))))
         return
     repeats = args.repeats or (3 if args.quick else 15)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5:  # other processes on the cores make OpenMP threads spin-wait: numbers swing widely
+        print(f"warning: load average {load:.1f} before the run; timings will be noisy")
     results = time_cases(repeats)
     for key in [(impl, batch) for batch in (1, 8) for impl in IMPLS]:
         cmd = [sys.executable, __file__, "--rss-worker", key[0], str(key[1])]

@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     arenas_cli.add_commands(sub, policy_factory=marl_cli.policy_factory)
+    marl_cli.add_commands(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from functools import lru_cache
 
 from arenas.play import TextPolicy
@@ -22,3 +23,12 @@ def policy_factory(name: str, arena: str) -> TextPolicy:
 
         return arenas.scripted(arena, spec.name)
     return text_policy(_loaded(name, arena), max_new_tokens=spec.max_new_tokens, temperature=spec.temperature)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the ``marl`` subcommands on the root ``agora`` parser."""
+    from marl import sft
+
+    p = sub.add_parser("sft", help="behaviour-cloning warm-start: a policy learns the arenas' answer format from scripted play")
+    sft.add_arguments(p)
+    p.set_defaults(run=sft.command)

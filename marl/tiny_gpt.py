@@ -198,7 +198,7 @@ class GPT(nn.Module):
             pos = (am.long().cumsum(-1) - 1).clamp(min=0)[:, -T:]
             q = torch.arange(past_len, S, device=dev)[:, None]  # absolute query positions
             k = torch.arange(S, device=dev)
-            # causal AND key-is-real; a query always sees itself so pad rows never get NaN
+            # causal AND key-is-real; a query always sees itself: no row is fully masked (NaN)
             mask = (k <= q) & (am[:, None, None, :] | (k == q))
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for i, block in enumerate(self.h):

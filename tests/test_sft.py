@@ -1,0 +1,115 @@
+"""Behaviour-cloning warm-start (``agora sft``): a tiny GPT learns Kuhn poker's answer format from transcripts."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import arenas
+from arenas.config import ConfigError
+from arenas.play import play_episode, write_transcript
+from league.cli import main
+from marl import sft
+from marl.policy import load_policy
+
+# Small and fast: block_size 256 keeps the last 232 bytes of Kuhn's ~470-byte prompts (card, history, legal
+# actions, answer format), which makes a 2-layer model learn the format in a few hundred steps.
+SMALL = {"n_layer": 2, "n_embd": 64, "n_head": 4, "block_size": 256}
+
+
+def kuhn_transcript(path, episodes=200):
+    env = arenas.make("kuhn_poker_v0")
+    heuristic = arenas.scripted("kuhn_poker_v0", "heuristic")
+    return write_transcript(path, [play_episode(env, {a: heuristic for a in env.possible_agents}, seed=i, episode=i)
+                                   for i in range(episodes)])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One small run from a written JSONL transcript, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("sft")
+    cfg = sft.SFTConfig(arenas=["kuhn_poker_v0"], transcripts=[str(kuhn_transcript(tmp / "kuhn.jsonl"))],
+                        policy={"gpt": SMALL}, steps=300, batch_size=8, lr=1e-2, eval_episodes=30, out=str(tmp / "run"))
+    policy, report = sft.train(cfg, show=False)
+    return cfg, policy, report
+
+
+def test_valid_action_rate_rises_and_loss_falls(trained):
+    cfg, _, report = trained
+    (row,) = report["arenas"]
+    assert row["examples"] > 400 and report["steps"] == cfg.steps
+    assert row["valid_before"] < 0.2  # measured 0.0: random bytes are never a Kuhn action
+    assert row["valid_after"] >= 0.9  # measured 1.0
+    assert report["loss_last"] < 0.1 < 3 < report["loss_first"]  # measured ~3.8 -> ~0.03
+
+
+def test_saved_policy_and_report_load_back(trained):
+    cfg, policy, report = trained
+    saved = json.loads((Path(cfg.out) / "sft_report.json").read_text())
+    assert saved["arenas"] == report["arenas"] and saved["config"]["lr"] == cfg.lr
+    twin = load_policy(cfg.out)  # a folder with a saved policy
+    env = arenas.make("kuhn_poker_v0")
+    env.reset(seed=7)
+    prompts = [env.observe("player_0")["text"]] * 2
+    completions = ["<answer>bet</answer>", "<answer>pass</answer>"]
+    with torch.no_grad():
+        for a, b in zip(policy.score(prompts, completions), twin.score(prompts, completions)):
+            assert torch.equal(a, b)
+
+
+def test_examples_imitate_answers_and_talk():
+    steps = [{"observation": "o", "raw_action": "I bet. <answer>BET</answer>", "parsed_action": "bet", "valid": True},
+             {"observation": "o", "raw_action": "x" * 100, "parsed_action": None, "valid": True},  # a talk turn
+             {"observation": "o", "raw_action": "nonsense", "parsed_action": None, "valid": False}]
+    assert [sft.to_completion(s) for s in steps] == ["<answer>bet</answer>", "x" * sft.TALK_CHARS, None]
+
+
+def bad_config(tmp_path, transcript):
+    return sft.SFTConfig(arenas=["kuhn_poker_v0"], transcripts=[str(transcript)], policy={"gpt": SMALL}, steps=1,
+                         batch_size=1, lr=1e-3, eval_episodes=0, out=str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("line,needle", [
+    ("{not json", ":3: not a JSON line"),
+    ("[1, 2]", ":3: expected a JSON object"),
+    ('{"observation": "o", "valid": true}', ":3: step record lacks raw_action, parsed_action"),
+])
+def test_bad_transcript_line_names_file_and_line(tmp_path, line, needle):
+    good = kuhn_transcript(tmp_path / "good.jsonl", episodes=1).read_text().splitlines()
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(good[:2] + [line]) + "\n")
+    with pytest.raises(ConfigError, match="bad.jsonl" + needle.replace("[", r"\[")):
+        sft.train(bad_config(tmp_path, path), show=False)
+
+
+def test_missing_transcript(tmp_path):
+    with pytest.raises(ConfigError, match="nope.jsonl: transcript file not found"):
+        sft.train(bad_config(tmp_path, tmp_path / "nope.jsonl"), show=False)
+
+
+def test_cli_plays_scripted_episodes_and_saves(tmp_path, capsys):
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text("arenas: [signalling_v0]\narena_params: {signalling_v0: {num_objects: 3}}\nepisodes_per_arena: 5\n"
+                   "policy: {gpt: {n_layer: 1, n_embd: 32, n_head: 2}}\nsteps: 2\nbatch_size: 4\nlr: 1.0e-3\n"
+                   "eval_episodes: 2\n")
+    assert main(["sft", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "valid before" in out and "signalling_v0" in out and "num_objects=3" in out
+    report = json.loads((tmp_path / "run" / "sft_report.json").read_text())
+    assert report["arenas"][0]["examples"] == 10 and report["steps"] == 2  # 5 episodes x (speaker, listener)
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\nepochs: 3\n", "epochs: unknown key"),
+    ("arenas: [kuhn_poker_v0]\nbatch_size: 1\nlr: 0.1\n", "steps: required key is missing"),
+    ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\narena_params: {tictactoe_v0: {}}\n", "not in arenas"),
+    ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\ntranscripts: [a.jsonl, b.jsonl]\n", "one file per arena"),
+    ("arenas: [kuhn_poker_v9]\nsteps: 1\nbatch_size: 1\nlr: 0.1\n", "unknown arena"),
+])
+def test_config_errors(tmp_path, capsys, content, needle):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(content)
+    assert main(["sft", str(cfg)]) == 2
+    assert needle in capsys.readouterr().err
