@@ -231,14 +231,19 @@ def _left_pad(seqs: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _sample(logits, logp, temperature, top_p, gen):
+    """One token per row by inverse CDF: one uniform per row, not one per vocab entry as
+    torch.multinomial draws (several times cheaper for a batch on CPU)."""
     if temperature == 0:
         return logits.argmax(-1)
     probs = logp.exp() if temperature == 1 else torch.softmax(logits / temperature, dim=-1)
+    order = None
     if top_p < 1.0:  # nucleus: keep the smallest prefix of sorted tokens with mass >= top_p
-        sp, si = probs.sort(dim=-1, descending=True)
-        sp = sp * ((sp.cumsum(-1) - sp) < top_p)
-        return si.gather(-1, torch.multinomial(sp, 1, generator=gen)).squeeze(-1)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+        probs, order = probs.sort(dim=-1, descending=True)
+        probs = probs * ((probs.cumsum(-1) - probs) < top_p)
+    cdf = probs.cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=gen, device=probs.device) * cdf[:, -1:]
+    tok = torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)
+    return (tok if order is None else order.gather(-1, tok)).squeeze(-1)
 
 
 @torch.inference_mode()

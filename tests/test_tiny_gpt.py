@@ -126,6 +126,36 @@ def test_tiny_top_p_is_greedy(model):
     assert [s.completion_ids for s in nucleus] == [s.completion_ids for s in greedy]
 
 
+def _fixed_distribution_model(logits: dict[int, float]) -> GPT:
+    """Same next-token logits everywhere: final hidden state is e_0, the tied head reads wte[:, 0]."""
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=64, bias=True)).eval()
+    with torch.no_grad():
+        m.ln_f.weight.zero_()
+        m.ln_f.bias.zero_()
+        m.ln_f.bias[0] = 1.0
+        m.wte.weight[:, 0] = -30.0
+        for tok, value in logits.items():
+            m.wte.weight[tok, 0] = value
+    return m
+
+
+@pytest.mark.parametrize("temperature,top_p,expected", [
+    (1.0, 1.0, {65: 0.5, 66: 0.3, 67: 0.2}),
+    (0.5, 1.0, {65: 0.25 / 0.38, 66: 0.09 / 0.38, 67: 0.04 / 0.38}),
+    (1.0, 0.6, {65: 0.5 / 0.8, 66: 0.3 / 0.8}),
+])
+def test_sampling_follows_distribution(temperature, top_p, expected):
+    m = _fixed_distribution_model({65: math.log(0.5), 66: math.log(0.3), 67: math.log(0.2)})
+    out = generate(m, [[BOS]] * 4000, 1, temperature=temperature, top_p=top_p, seed=0)
+    counts = torch.bincount(torch.tensor([s.completion_ids[0] for s in out]), minlength=259) / 4000
+    for tok in range(259):
+        assert abs(counts[tok].item() - expected.get(tok, 0.0)) < 0.03, tok
+    # logprobs stay those of the raw model whatever temperature/top_p sampled them
+    raw = {65: math.log(0.5), 66: math.log(0.3), 67: math.log(0.2)}
+    assert all(math.isclose(s.logprobs[0], raw[s.completion_ids[0]], abs_tol=1e-4) for s in out)
+
+
 def test_generate_logprobs_equal_score(model):
     samples = generate(model, PROMPTS, 12, temperature=0.8, top_p=0.95, seed=3)
     scored = score(model, PROMPTS, [s.completion_ids for s in samples], batch_size=2)
