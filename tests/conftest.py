@@ -29,3 +29,33 @@ def tiny_hf_model(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(path)
     fast.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory):
+    """An MLflow SQLite store migrated once per session: migrating a fresh database takes seconds, copying it none."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{path}")
+    client.search_experiments(max_results=1)  # creates and migrates the tables
+    client._tracking_client.store.engine.dispose()  # nothing left open on the file before it is copied
+    return path
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, mlflow_template_db):
+    """A fresh MLflow store for one test: a copy of the migrated database, and an experiment "test" whose
+    artifacts go under tmp_path (not ./mlruns). Pass ``tracking_uri=store.uri, experiment=store.experiment``."""
+    import shutil
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(mlflow_template_db, db)
+    uri = f"sqlite:///{db.resolve()}"
+    client = MlflowClient(uri)
+    artifacts = tmp_path / "mlartifacts"
+    experiment_id = client.create_experiment("test", artifact_location=artifacts.resolve().as_uri())
+    return SimpleNamespace(uri=uri, client=client, experiment="test", experiment_id=experiment_id, artifacts=artifacts)

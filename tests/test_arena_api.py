@@ -37,7 +37,7 @@ def test_parallel_api_and_multistep_determinism(name, channel):
         return trace
 
     a, b, c = run(7), run(7), run(8)
-    assert len(a) > 2
+    assert len(a) >= 2
     assert repr(a) == repr(b)
     if channel is not None:  # drops and noise come from the env seed
         assert repr(a) != repr(c)

@@ -3,6 +3,7 @@
 from arenas.games import kuhn_poker, tictactoe
 from arenas.games import consensus, signalling
 from arenas.games import iterated_pd, negotiation
+from arenas.games import climbing
 from arenas.registry import ArenaSpec, register
 
 register(ArenaSpec(kuhn_poker.NAME, kuhn_poker.raw_env, "2", False, "zero-sum",
@@ -21,3 +22,6 @@ register(ArenaSpec(negotiation.NAME, negotiation.raw_env, "2", False, "general-s
 register(ArenaSpec(iterated_pd.NAME, iterated_pd.raw_env, "2", True, "general-sum",
                    "Iterated prisoner's dilemma, simultaneous moves, optional talk before each round",
                    iterated_pd.heuristic, "tit-for-tat"))
+register(ArenaSpec(climbing.NAME, climbing.raw_env, "2", True, "shared",
+                   "Climbing game (Claus & Boutilier 1998): cooperative 3x3 matrix game, simultaneous moves",
+                   climbing.heuristic, "social-optimum"))
