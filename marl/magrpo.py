@@ -1,0 +1,273 @@
+"""MAGRPO: multi-agent group-relative policy optimisation for LLM agents, in one file.
+
+Reads top to bottom like a CleanRL trainer: config -> rollout -> advantage -> loss -> update -> logging.
+
+For each of ``batch_size`` start states (arena seeds) we play a group of ``group_size`` joint rollouts
+from that same start. Each rollout's joint return (mean or sum of the agents' discounted returns) minus
+the group's mean (``advantage: mean``), also divided by the group's std (``std``), or minus the mean of
+the *other* rollouts (``rloo``) is its advantage; centralised training gives that one advantage to every
+agent of the rollout, applied to the tokens of each of its completions. Baselines in the same family:
+- ``igrpo``: independent GRPO, each agent's advantage from its own return within its own group;
+- ``spiral``: role-conditioned advantage estimation (SPIRAL) for zero-sum self-play with a shared
+  policy: each role's return minus a moving-average baseline of that role's returns in this game.
+
+Loss per policy: ``-min(ratio * A, clip(ratio, 1-eps, 1+eps) * A)`` over completion tokens (token-mean
+or sequence-mean), ``ratio = exp(logp_new - logp_sampled)``. On the first epoch the policy has not
+changed, so the sampling log-probabilities serve as the old ones without a second forward pass; more
+epochs over the same batch use the clipped ratio. Optional KL to a frozen reference (k3 estimator).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+import arenas
+from arenas.channels import ChannelConfig
+from marl.policy import Policy, PolicyMapping
+from marl.rollout import Rollout, Turn, collect
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    arena: str
+    params: dict[str, Any] = {}
+    channel: ChannelConfig | None = None
+    policies: PolicyMapping = PolicyMapping()
+    algorithm: Literal["magrpo", "igrpo", "spiral"] = "magrpo"
+    steps: int = Field(50, ge=1)
+    batch_size: int = Field(4, ge=1)  # start states per step
+    group_size: int = Field(8, ge=2)  # joint rollouts per start state
+    advantage: Literal["mean", "std", "rloo"] = "std"
+    loss_agg: Literal["token", "sequence"] = "sequence"
+    joint: Literal["mean", "sum"] = "mean"  # how agents' returns make the joint return
+    gamma: float = Field(1.0, ge=0, le=1)
+    epochs: int = Field(1, ge=1)
+    clip: float = Field(0.2, gt=0)
+    kl_coef: float = Field(0.0, ge=0)
+    spiral_decay: float = Field(0.95, ge=0, lt=1)
+    lr: float = Field(1e-4, gt=0)
+    max_grad_norm: float = 1.0
+    grad_accum: int = Field(1, ge=1)  # micro-batches per update (memory)
+    max_new_tokens: int = Field(16, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = 0
+    out: str = "runs/train"
+    experiment: str = "agora"
+    tracking_uri: str | None = None
+    tracking: bool = True
+    transcripts_every: int = Field(10, ge=1)
+    max_minutes: float | None = None
+
+
+# ---------------------------------------------------------------------------- advantages
+def group_relative(returns: np.ndarray, mode: str) -> np.ndarray:
+    """Advantages of one group's returns (shape G)."""
+    if mode == "rloo":
+        return returns - (returns.sum() - returns) / (len(returns) - 1)
+    centred = returns - returns.mean()
+    return centred / (returns.std() + 1e-6) if mode == "std" else centred
+
+
+def advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baselines: dict[str, float]) -> list[dict[str, float]]:
+    """One advantage per rollout and agent (identical across agents for MAGRPO)."""
+    returns = np.array([[r.returns(cfg.gamma)[a] for a in agents] for r in rollouts])  # (N, agents)
+    out = np.zeros_like(returns)
+    groups = np.array([r.group for r in rollouts])
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        if cfg.algorithm == "magrpo":
+            joint = returns[idx].mean(1) if cfg.joint == "mean" else returns[idx].sum(1)
+            out[idx] = group_relative(joint, cfg.advantage)[:, None]
+        elif cfg.algorithm == "igrpo":
+            for j in range(len(agents)):
+                out[idx, j] = group_relative(returns[idx, j], cfg.advantage)
+    if cfg.algorithm == "spiral":  # role baseline: per game (this arena) and role (agent id)
+        for j, a in enumerate(agents):
+            out[:, j] = returns[:, j] - baselines.get(a, 0.0)
+            baselines[a] = cfg.spiral_decay * baselines.get(a, returns[:, j].mean()) + (1 - cfg.spiral_decay) * returns[:, j].mean()
+    return [dict(zip(agents, row)) for row in out.tolist()]
+
+
+# ---------------------------------------------------------------------------- loss
+def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: TrainConfig, ref: Policy | None,
+                normaliser: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped policy-gradient loss (plus KL) of one micro-batch, already divided by ``normaliser``."""
+    new = policy.score([t.prompt_ids for t in turns], [t.completion_ids for t in turns])
+    total = torch.zeros(())
+    kl_sum, nll_sum, clipped = 0.0, 0.0, 0
+    for t, a, lp in zip(turns, advs, new):
+        old = torch.tensor(t.logprobs, dtype=lp.dtype, device=lp.device)
+        ratio = torch.exp(lp - old)
+        per_token = -torch.min(ratio * a, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * a)
+        if ref is not None and cfg.kl_coef > 0:
+            with torch.no_grad():
+                ref_lp = ref.score([t.prompt_ids], [t.completion_ids])[0]
+            delta = ref_lp - lp
+            k3 = torch.exp(delta) - delta - 1
+            per_token = per_token + cfg.kl_coef * k3
+            kl_sum += float(k3.mean())
+        total = total + (per_token.sum() if cfg.loss_agg == "token" else per_token.mean())
+        nll_sum += float(-lp.detach().mean())
+        clipped += int(((ratio - 1).abs() > cfg.clip).sum())
+    return total / normaliser, {"kl": kl_sum, "nll": nll_sum, "clipped": clipped}
+
+
+# ---------------------------------------------------------------------------- training
+def trainable(policy: Policy) -> bool:
+    return hasattr(policy, "model") and any(p.requires_grad for p in policy.model.parameters())
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    make_env = lambda: arenas.make(cfg.arena, channel=cfg.channel.model_dump() if cfg.channel else None, **cfg.params)  # noqa: E731
+    agents = list(make_env().possible_agents)
+    policies = cfg.policies.build(agents, arena=cfg.arena)
+    learners = {id(p): p for p in policies.values() if trainable(p)}
+    if not learners:
+        raise ValueError("no trainable policy in the mapping: give at least one agent a tiny or hf policy")
+    optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], lr=cfg.lr) for k, p in learners.items()}
+    refs = {k: p.clone() for k, p in learners.items()} if cfg.kl_coef > 0 else {}
+    names = {id(p): pid for pid in cfg.policies.policies for a, p in policies.items()
+             if cfg.policies.mapping.get(a, next(iter(cfg.policies.policies))) == pid}
+    out = Path(cfg.out)
+    tracker = _tracker(cfg, agents, policies)
+    baselines: dict[str, float] = {}
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    bar = _progress(progress, cfg.steps)
+    try:
+        for step in range(cfg.steps):
+            # ---- rollout: batch_size start states x group_size joint samples
+            t0 = time.perf_counter()
+            seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
+            rollouts = collect(make_env, policies, seeds, cfg.group_size, max_new_tokens=cfg.max_new_tokens,
+                               temperature=cfg.temperature, top_p=cfg.top_p, sample_seed=cfg.seed * 7_777_777 + step * 104_729,
+                               keep_transcripts=step % cfg.transcripts_every == 0)
+            t_roll = time.perf_counter() - t0
+            # ---- advantage
+            advs = advantages(rollouts, agents, cfg, baselines)
+            # ---- loss and update, per learning policy
+            stats: dict[str, float] = {}
+            for key, policy in learners.items():
+                batch = [(t, adv[t.agent]) for r, adv in zip(rollouts, advs) for t in r.turns
+                         if policies[t.agent] is policy and t.completion_ids]
+                if not batch:
+                    continue
+                norm = sum(len(t.completion_ids) for t, _ in batch) if cfg.loss_agg == "token" else len(batch)
+                chunks = np.array_split(np.arange(len(batch)), min(cfg.grad_accum, len(batch)))
+                policy.model.train()
+                for _ in range(cfg.epochs):
+                    optims[key].zero_grad(set_to_none=True)
+                    agg = {"loss": 0.0, "kl": 0.0, "nll": 0.0, "clipped": 0}
+                    for chunk in chunks:
+                        turns = [batch[i][0] for i in chunk]
+                        loss, s = policy_loss(policy, turns, [batch[i][1] for i in chunk], cfg, refs.get(key), norm)
+                        loss.backward()
+                        agg["loss"] += float(loss.detach())
+                        for k in ("kl", "nll", "clipped"):
+                            agg[k] += s[k]
+                    grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm)
+                    optims[key].step()
+                name = names.get(key, "policy")
+                stats |= {f"loss/{name}": agg["loss"], f"kl/{name}": agg["kl"] / len(batch),
+                          f"entropy/{name}": agg["nll"] / len(batch), f"grad_norm/{name}": float(grad_norm),
+                          f"clip_fraction/{name}": agg["clipped"] / max(1, sum(len(t.completion_ids) for t, _ in batch))}
+            # ---- logging
+            metrics = step_metrics(rollouts, advs, agents, cfg) | stats
+            metrics |= {"time/rollout_s": t_roll, "time/step_s": time.perf_counter() - t0,
+                        "speed/tokens_per_s": sum(len(t.completion_ids) for r in rollouts for t in r.turns) / max(t_roll, 1e-9)}
+            history.append({"step": step, **metrics})
+            if tracker:
+                tracker.log_metrics(metrics, step)
+                if rollouts[0].transcript:
+                    tracker.log_dict(rollouts[0].transcript, f"transcripts/step_{step:05d}.json")
+            bar(step, metrics)
+            if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
+                break
+    except BaseException:
+        _save(policies, names, out, tracker)  # a crash or Ctrl-C never loses the trained weights
+        if tracker:
+            tracker.close("FAILED")
+        raise
+    finally:
+        bar(None, None)
+    saved = _save(policies, names, out, tracker)
+    if tracker:
+        tracker.log_learning_curve(history, ["reward/joint_mean", "valid_rate", "success_rate"])
+        tracker.close()
+    return {"history": history, "policies": policies, "saved": saved, "run_id": tracker.run_id if tracker else None}
+
+
+def step_metrics(rollouts: list[Rollout], advs: list[dict[str, float]], agents: list[str], cfg: TrainConfig) -> dict[str, float]:
+    returns = np.array([[r.returns(cfg.gamma)[a] for a in agents] for r in rollouts])
+    joint = returns.mean(1) if cfg.joint == "mean" else returns.sum(1)
+    turns = [t for r in rollouts for t in r.turns if not t.talk]
+    adv = np.array([list(a.values()) for a in advs])
+    m = {"reward/joint_mean": float(joint.mean()), "reward/joint_std": float(joint.std()),
+         "success_rate": float((returns.mean(1) > 0).mean()),
+         "valid_rate": float(np.mean([t.valid for t in turns])) if turns else 1.0,
+         "advantage/mean": float(adv.mean()), "advantage/std": float(adv.std()), "advantage/abs_mean": float(np.abs(adv).mean()),
+         "messages/per_episode": float(np.mean([r.messages for r in rollouts])),
+         "messages/chars_per_episode": float(np.mean([r.message_chars for r in rollouts]))}
+    for j, a in enumerate(agents):
+        m[f"reward/{a}_mean"] = float(returns[:, j].mean())
+        m[f"reward/{a}_std"] = float(returns[:, j].std())
+    return m
+
+
+def evaluate(cfg: TrainConfig, policies: dict[str, Policy], episodes: int = 64, temperature: float = 1.0, seed: int = 10**9) -> dict[str, float]:
+    """Held-out start states (seeds far from training's), one rollout each: mean joint return, success, validity."""
+    make_env = lambda: arenas.make(cfg.arena, channel=cfg.channel.model_dump() if cfg.channel else None, **cfg.params)  # noqa: E731
+    agents = list(make_env().possible_agents)
+    rollouts = collect(make_env, policies, [seed + i for i in range(episodes)], 1, max_new_tokens=cfg.max_new_tokens,
+                       temperature=temperature, sample_seed=seed)
+    zeros = [{a: 0.0 for a in agents} for _ in rollouts]
+    m = step_metrics(rollouts, zeros, agents, cfg)
+    return {"joint_return": m["reward/joint_mean"], "success_rate": m["success_rate"], "valid_rate": m["valid_rate"]}
+
+
+# ---------------------------------------------------------------------------- plumbing
+def _save(policies: dict[str, Policy], names: dict[int, str], out: Path, tracker: Any) -> dict[str, Path]:
+    saved = {}
+    for p in dict.fromkeys(policies.values()):
+        if trainable(p):
+            name = names.get(id(p), "policy")
+            saved[name] = tracker.log_policy(p, name, out / "policies") if tracker else p.save(out / "policies" / name)
+    return saved
+
+
+def _tracker(cfg: TrainConfig, agents: list[str], policies: dict[str, Policy]) -> Any:
+    if not cfg.tracking:
+        return None
+    from marl.tracking import Tracker
+
+    backends = ",".join(sorted({p.backend for p in policies.values()}))
+    return Tracker(cfg.experiment, cfg.model_dump(mode="json"), tracking_uri=cfg.tracking_uri,
+                   tags={"arena": cfg.arena, "algorithm": cfg.algorithm, "policy_backends": backends, "agents": ",".join(agents)})
+
+
+def _progress(enabled: bool, steps: int):
+    """A rich progress bar showing reward and speed; ``bar(None, None)`` closes it."""
+    if not enabled:
+        return lambda step, metrics: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+    task = prog.add_task("train", total=steps, info="")
+    prog.start()
+
+    def bar(step, metrics):
+        if step is None:
+            prog.stop()
+            return
+        prog.update(task, completed=step + 1, info=f"reward {metrics['reward/joint_mean']:+.3f}  valid {metrics['valid_rate']:.0%}  "
+                                                   f"{metrics['speed/tokens_per_s']:.0f} tok/s")
+
+    return bar

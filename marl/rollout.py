@@ -1,0 +1,101 @@
+"""Rollouts: many episodes of an arena played in lock step, so each policy generates for a whole batch.
+
+``marl`` knows arenas only through the PettingZoo AEC API: ``reset``, ``agent_iter``-style stepping via
+``agent_selection``/``last``/``step``. At every tick each unfinished episode contributes the prompt of
+its current agent; prompts are grouped by policy (agents sharing a policy share one batch) and one
+``generate`` call answers them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from marl.policy import Policy
+
+
+@dataclass
+class Turn:
+    """One agent's move: what the trainer needs to compute its loss."""
+
+    agent: str
+    tick: int  # index of the env step in its episode (for discounting)
+    prompt: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float]
+    text: str
+    valid: bool
+    talk: bool
+
+
+@dataclass
+class Rollout:
+    """One episode: the turns of every agent and every agent's reward at every env step."""
+
+    seed: int
+    group: int  # rollouts of one group share ``seed`` (the same start state)
+    turns: list[Turn] = field(default_factory=list)
+    rewards: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # agent -> [(tick, reward)]
+    messages: int = 0
+    message_chars: int = 0
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+
+    def returns(self, gamma: float = 1.0) -> dict[str, float]:
+        return {a: sum(r * gamma**t for t, r in rs) for a, rs in self.rewards.items()}
+
+
+def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: list[int], group_size: int,
+            *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, sample_seed: int = 0,
+            keep_transcripts: bool = False, max_ticks: int = 1000) -> list[Rollout]:
+    """Play ``group_size`` episodes from each start seed, all in lock step; returns them grouped by seed."""
+    envs, rollouts = [], []
+    for g_index, seed in enumerate(seeds):
+        for _ in range(group_size):
+            env = make_env()
+            env.reset(seed=seed)
+            envs.append(env)
+            rollouts.append(Rollout(seed=seed, group=g_index, rewards={a: [] for a in env.possible_agents}))
+    ticks = [0] * len(envs)
+    order = {id(p): k for k, p in enumerate(dict.fromkeys(policies.values()))}  # stable ids for seeding
+    for tick_round in range(max_ticks):
+        waiting: dict[int, list[tuple[int, str, str, dict]]] = {}  # id(policy) -> [(env index, agent, text, info)]
+        owners: dict[int, Policy] = {}
+        for i, env in enumerate(envs):
+            while env.agents:  # retire finished agents (PettingZoo wants step(None) for them)
+                _, _, term, trunc, _ = env.last()
+                if not (term or trunc):
+                    break
+                env.step(None)
+            if not env.agents:
+                continue
+            agent = env.agent_selection
+            obs, _, _, _, info = env.last()
+            policy = policies[agent]
+            waiting.setdefault(id(policy), []).append((i, agent, obs["text"], info))
+            owners[id(policy)] = policy
+        if not waiting:
+            break
+        for key, items in waiting.items():
+            outs = owners[key].generate([text for _, _, text, _ in items], max_new_tokens=max_new_tokens,
+                                        temperature=temperature, top_p=top_p, stop=("</answer>",),
+                                        seed=sample_seed + tick_round * 7919 + order[key], infos=[info for *_, info in items])
+            for (i, agent, text, info), out in zip(items, outs):
+                env, ro = envs[i], rollouts[i]
+                env.step(out.text)
+                after = env.infos.get(agent, {})
+                for a, r in env.rewards.items():
+                    if r:
+                        ro.rewards[a].append((ticks[i], float(r)))
+                sent = after.get("messages_sent", [])
+                ro.messages += len(sent)
+                ro.message_chars += sum(len(m["text"]) for m in sent)
+                ro.turns.append(Turn(agent, ticks[i], text, out.prompt_ids, out.completion_ids, out.logprobs, out.text,
+                                     bool(after.get("valid", True)), info.get("phase") == "talk"))
+                if keep_transcripts:
+                    ro.transcript.append({"tick": ticks[i], "agent": agent, "observation": text, "action": out.text,
+                                          "parsed_action": after.get("parsed_action"), "valid": after.get("valid", True),
+                                          "rewards": dict(env.rewards)})
+                ticks[i] += 1
+    return rollouts

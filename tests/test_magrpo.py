@@ -1,0 +1,86 @@
+"""MAGRPO's parts, checked exactly; its learning is checked in test_learning.py."""
+
+import numpy as np
+import pytest
+import torch
+
+from marl.magrpo import TrainConfig, advantages, group_relative, policy_loss, train
+from marl.rollout import Rollout, Turn
+
+SMALL = {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 1024}
+
+
+def test_group_relative_modes():
+    r = np.array([1.0, 0.0, 0.0, 3.0])
+    np.testing.assert_allclose(group_relative(r, "mean"), [0, -1, -1, 2])
+    np.testing.assert_allclose(group_relative(r, "std"), np.array([0, -1, -1, 2]) / (np.std(r) + 1e-6))
+    np.testing.assert_allclose(group_relative(r, "rloo"), [1 - 1, 0 - 4 / 3, 0 - 4 / 3, 3 - 1 / 3])
+
+
+def rollout(group, rewards):
+    return Rollout(seed=group, group=group, rewards={a: [(0, r)] for a, r in rewards.items()})
+
+
+def test_magrpo_is_centralised_igrpo_is_independent_spiral_uses_role_baselines():
+    ros = [rollout(0, {"x": 1, "y": 0}), rollout(0, {"x": 0, "y": 0}), rollout(1, {"x": 5, "y": 5}), rollout(1, {"x": 5, "y": 5})]
+    cfg = TrainConfig(arena="climbing_v0", advantage="mean")
+    mag = advantages(ros, ["x", "y"], cfg, {})
+    assert mag[0] == {"x": 0.25, "y": 0.25} and mag[1] == {"x": -0.25, "y": -0.25}
+    assert mag[2] == mag[3] == {"x": 0.0, "y": 0.0}  # a group with equal returns teaches nothing
+    ind = advantages(ros, ["x", "y"], cfg.model_copy(update={"algorithm": "igrpo"}), {})
+    assert ind[0] == {"x": 0.5, "y": 0.0} and ind[1] == {"x": -0.5, "y": 0.0}
+    baselines = {}
+    spiral = advantages(ros, ["x", "y"], cfg.model_copy(update={"algorithm": "spiral", "spiral_decay": 0.5}), baselines)
+    assert spiral[0]["x"] == 1.0  # first baseline is 0
+    assert baselines["x"] == pytest.approx(0.5 * 2.75 + 0.5 * 2.75)  # initialised at the first mean, then averaged
+    again = advantages(ros, ["x", "y"], cfg.model_copy(update={"algorithm": "spiral", "spiral_decay": 0.5}), baselines)
+    assert again[0]["x"] == pytest.approx(1 - 2.75)
+
+
+def test_discounting_across_turns():
+    ro = Rollout(seed=0, group=0, rewards={"x": [(0, 1.0), (2, 1.0)]})
+    assert ro.returns(0.5) == {"x": 1.25}
+
+
+def test_loss_pushes_up_positive_advantage_completions():
+    from marl.policy import TinyPolicy
+
+    p = TinyPolicy.create(seed=0, **SMALL)
+    outs = p.generate(["prompt one", "prompt one"], max_new_tokens=6, seed=0)
+    turns = [Turn("x", 0, "prompt one", o.prompt_ids, o.completion_ids, o.logprobs, o.text, True, False) for o in outs]
+    cfg = TrainConfig(arena="climbing_v0", lr=1e-2)
+    opt = torch.optim.SGD(p.model.parameters(), lr=0.5)
+    before = [float(x.sum()) for x in p.score([t.prompt_ids for t in turns], [t.completion_ids for t in turns])]
+    loss, stats = policy_loss(p, turns, [1.0, -1.0], cfg, None, 2)
+    assert stats["clipped"] == 0  # first epoch: ratio is exactly 1
+    loss.backward()
+    opt.step()
+    after = [float(x.sum()) for x in p.score([t.prompt_ids for t in turns], [t.completion_ids for t in turns])]
+    assert after[0] > before[0] and after[1] < before[1]
+
+
+def small_cfg(tmp_path, **kw):
+    base = dict(arena="climbing_v0", steps=2, batch_size=1, group_size=4, max_new_tokens=6, tracking=False,
+                out=str(tmp_path / "run"), policies={"policies": {"p": {"gpt": SMALL}}})
+    return TrainConfig(**(base | kw))
+
+
+def test_train_is_reproducible_and_saves_policies(tmp_path):
+    a = train(small_cfg(tmp_path), progress=False)
+    b = train(small_cfg(tmp_path), progress=False)
+    keys = ["reward/joint_mean", "valid_rate", "loss/p"]
+    assert [[h[k] for k in keys] for h in a["history"]] == [[h[k] for k in keys] for h in b["history"]]
+    assert (tmp_path / "run" / "policies" / "p" / "model.safetensors").is_file()
+
+
+def test_separate_policies_train_separately(tmp_path):
+    cfg = small_cfg(tmp_path, policies={"policies": {"row": {"gpt": SMALL}, "col": {"gpt": SMALL, "seed": 1}},
+                                         "mapping": {"agent_0": "row", "agent_1": "col"}})
+    res = train(cfg, progress=False)
+    assert res["policies"]["agent_0"] is not res["policies"]["agent_1"]
+    assert {"loss/row", "loss/col"} <= set(res["history"][0])
+
+
+def test_no_trainable_policy_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no trainable policy"):
+        train(small_cfg(tmp_path, policies={"policies": {"h": {"backend": "scripted", "name": "random"}}}), progress=False)
