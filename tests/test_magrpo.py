@@ -84,3 +84,29 @@ def test_separate_policies_train_separately(tmp_path):
 def test_no_trainable_policy_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no trainable policy"):
         train(small_cfg(tmp_path, policies={"policies": {"h": {"backend": "scripted", "name": "random"}}}), progress=False)
+
+
+def test_training_run_is_tracked_in_mlflow(tmp_path, mlflow_store):
+    cfg = small_cfg(tmp_path, tracking=True, tracking_uri=mlflow_store.uri, experiment=mlflow_store.experiment,
+                    transcripts_every=1)
+    res = train(cfg, progress=False)
+    run = mlflow_store.client.get_run(res["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["algorithm"] == "magrpo" and run.data.params["policies.policies.p.gpt.n_layer"] == "1"
+    assert run.data.tags["arena"] == "climbing_v0" and run.data.tags["policy_backends"] == "tiny"
+    history = mlflow_store.client.get_metric_history(res["run_id"], "reward/joint_mean")
+    assert [m.step for m in history] == [0, 1]
+    for key in ("valid_rate", "advantage/std", "loss/p", "speed/tokens_per_s", "reward/agent_0_mean"):
+        assert key in run.data.metrics
+    top = {a.path for a in mlflow_store.client.list_artifacts(res["run_id"])}
+    assert {"learning_curve.png", "transcripts", "policies"} <= top
+    assert res["saved"]["p"].is_dir()
+
+
+def test_cli_train_reports_config_errors(tmp_path, capsys):
+    from league.cli import main
+
+    bad = tmp_path / "t.yaml"
+    bad.write_text("arena: climbing_v0\ngroup_size: 1\n")
+    assert main(["train", str(bad)]) == 2
+    assert "group_size" in capsys.readouterr().err
