@@ -31,6 +31,7 @@ import arenas
 from arenas.channels import ChannelConfig
 from marl.policy import Policy, PolicyMapping
 from marl.rollout import Rollout, Turn, collect
+from marl.workers import LocalExecutor, RayExecutor
 
 
 class TrainConfig(BaseModel):
@@ -64,6 +65,9 @@ class TrainConfig(BaseModel):
     tracking: bool = True
     transcripts_every: int = Field(10, ge=1)
     max_minutes: float | None = None
+    executor: Literal["local", "ray"] = "local"
+    num_workers: int = Field(1, ge=1)  # rollout partitions (Ray actors with executor: ray)
+    ray_address: str | None = None  # an existing Ray cluster; default: start one on this machine
 
 
 # ---------------------------------------------------------------------------- advantages
@@ -138,6 +142,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
              if cfg.policies.mapping.get(a, next(iter(cfg.policies.policies))) == pid}
     out = Path(cfg.out)
     tracker = _tracker(cfg, agents, policies)
+    arena_kwargs = {"channel": cfg.channel.model_dump() if cfg.channel else None, **cfg.params}
+    executor = (RayExecutor(cfg.arena, arena_kwargs, cfg.policies, policies, cfg.num_workers, cfg.ray_address)
+                if cfg.executor == "ray" else LocalExecutor(make_env, policies, cfg.num_workers))
     baselines: dict[str, float] = {}
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -147,9 +154,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             # ---- rollout: batch_size start states x group_size joint samples
             t0 = time.perf_counter()
             seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
-            rollouts = collect(make_env, policies, seeds, cfg.group_size, max_new_tokens=cfg.max_new_tokens,
-                               temperature=cfg.temperature, top_p=cfg.top_p, sample_seed=cfg.seed * 7_777_777 + step * 104_729,
-                               keep_transcripts=step % cfg.transcripts_every == 0)
+            rollouts = executor.run(seeds, cfg.group_size, sample_seed=cfg.seed * 7_777_777 + step * 104_729,
+                                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                    keep_transcripts=step % cfg.transcripts_every == 0)
             t_roll = time.perf_counter() - t0
             # ---- advantage
             advs = advantages(rollouts, agents, cfg, baselines)
@@ -198,6 +205,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         raise
     finally:
         bar(None, None)
+        executor.close()
     saved = _save(policies, names, out, tracker)
     if tracker:
         tracker.log_learning_curve(history, ["reward/joint_mean", "valid_rate", "success_rate"])

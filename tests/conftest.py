@@ -1,5 +1,9 @@
+import os
+
 import pytest
 import torch
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file in the home folder during tests
 
 
 @pytest.fixture(scope="session")

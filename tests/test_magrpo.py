@@ -110,3 +110,18 @@ def test_cli_train_reports_config_errors(tmp_path, capsys):
     bad.write_text("arena: climbing_v0\ngroup_size: 1\n")
     assert main(["train", str(bad)]) == 2
     assert "group_size" in capsys.readouterr().err
+
+
+def test_ray_executor_gives_the_same_results_as_local(tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    local = train(small_cfg(tmp_path, num_workers=2, batch_size=2), progress=False)
+    try:
+        remote = train(small_cfg(tmp_path, num_workers=2, batch_size=2, executor="ray"), progress=False)
+    finally:
+        ray.shutdown()
+    keys = ["reward/joint_mean", "valid_rate", "advantage/std", "messages/per_episode"]
+    assert [[h[k] for k in keys] for h in local["history"]] == [[h[k] for k in keys] for h in remote["history"]]
+    # losses agree up to float summation order (actors run torch on one thread)
+    np.testing.assert_allclose([h["loss/p"] for h in local["history"]], [h["loss/p"] for h in remote["history"]], atol=1e-6)
