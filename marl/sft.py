@@ -63,17 +63,21 @@ class SFTConfig(BaseModel):
     seed: int = 0
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SFTConfig:
-    cfg = load_yaml(path, SFTConfig, overrides)
+def check_config(cfg: SFTConfig, source: str = "config") -> SFTConfig:
+    """What pydantic cannot see: known arenas, parameters for arenas in use, one transcript per arena."""
     for name in cfg.arenas:
         arenas.spec(name)  # a KeyError that lists the known arenas
     unknown = sorted(set(cfg.arena_params) - set(cfg.arenas))
     if unknown:
-        raise ConfigError(f"{path}: arena_params: {', '.join(unknown)} not in arenas ({', '.join(cfg.arenas)})")
+        raise ConfigError(f"{source}: arena_params: {', '.join(unknown)} not in arenas ({', '.join(cfg.arenas)})")
     if cfg.transcripts and len(cfg.transcripts) != len(cfg.arenas):
-        raise ConfigError(f"{path}: transcripts: give one file per arena (transcripts[i] played in arenas[i]), "
+        raise ConfigError(f"{source}: transcripts: give one file per arena (transcripts[i] played in arenas[i]), "
                           f"got {len(cfg.transcripts)} for {len(cfg.arenas)} arenas")
     return cfg
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SFTConfig:
+    return check_config(load_yaml(path, SFTConfig, overrides), str(path))
 
 
 # ---------------------------------------------------------------------------- data: transcripts -> examples
@@ -206,6 +210,7 @@ def learning_rate(cfg: SFTConfig, step: int, elapsed_s: float) -> float:
 
 def train(cfg: SFTConfig, show: bool = True) -> tuple[Any, dict[str, Any]]:
     """The whole run: data, evaluation before, training, evaluation after, save. Returns (policy, report)."""
+    check_config(cfg)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     policy = load_policy(cfg.policy)
@@ -236,7 +241,7 @@ def train(cfg: SFTConfig, show: bool = True) -> tuple[Any, dict[str, Any]]:
     stream = batches(data, cfg.batch_size, rng)
     columns = (TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
                TextColumn("{task.fields[speed]:.1f} ex/s"), TimeElapsedColumn())
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with Progress(*columns, console=console, disable=not show) as progress:
         task = progress.add_task("sft", total=cfg.steps, loss=float("nan"), speed=0.0)
         for step in range(cfg.steps):
@@ -256,7 +261,7 @@ def train(cfg: SFTConfig, show: bool = True) -> tuple[Any, dict[str, Any]]:
             losses.append(loss.item())
             seen += len(batch)
             progress.update(task, advance=1, loss=losses[-1], speed=seen / (time.perf_counter() - start))
-    minutes = (time.perf_counter() - start) / 60
+    minutes, cpu_minutes = (time.perf_counter() - start) / 60, (time.process_time() - cpu_start) / 60
     model.eval()
 
     # 4. evaluation after training, save, report
@@ -268,6 +273,7 @@ def train(cfg: SFTConfig, show: bool = True) -> tuple[Any, dict[str, Any]]:
                     "valid_after": after[a][0], "eval_steps_before": before[a][1], "eval_steps_after": after[a][1],
                     "examples": len(data[a])} for a in cfg.arenas],
         "steps": len(losses), "examples_seen": seen, "examples": n_examples, "minutes": minutes,
+        "cpu_minutes": cpu_minutes,  # all threads together: with a busy machine, wall minutes overstate the cost
         "examples_per_s": seen / max(60 * minutes, 1e-9),
         "loss_first": float(np.mean(losses[:k])) if losses else None,
         "loss_last": float(np.mean(losses[-k:])) if losses else None,
