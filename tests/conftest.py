@@ -4,6 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file in the home folder during tests
+# One torch thread: on a shared 2-core machine two threads fighting for one core run 5-10x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,31 @@
+"""Learning, measured: small seeded runs whose outcome is asserted (longer versions live in benchmarks/)."""
+
+import arenas
+from arenas.play import play_episode, write_transcript
+from marl import sft
+from marl.magrpo import TrainConfig, evaluate, train
+
+GPT = {"n_layer": 2, "n_embd": 64, "n_head": 4, "block_size": 256}
+
+
+def test_magrpo_after_format_warm_start_learns_to_coordinate_in_the_climbing_game(tmp_path):
+    # 1. warm-start the answer format on uniformly random (valid) play: the format, not the choice
+    env = arenas.make("climbing_v0")
+    episodes = [play_episode(env, {a: arenas.random_policy for a in env.possible_agents}, seed=i, episode=i) for i in range(200)]
+    transcript = write_transcript(tmp_path / "random.jsonl", episodes)
+    warm = sft.SFTConfig(arenas=["climbing_v0"], transcripts=[str(transcript)], policy={"gpt": GPT}, steps=200,
+                         batch_size=16, lr=1e-2, eval_episodes=0, out=str(tmp_path / "sft"))
+    sft.train(warm, show=False)
+    # 2. MAGRPO with one shared policy for both agents
+    cfg = TrainConfig(arena="climbing_v0", steps=30, batch_size=4, group_size=8, max_new_tokens=20, lr=1e-3,
+                      tracking=False, out=str(tmp_path / "rl"),
+                      policies={"policies": {"p": {"backend": "tiny", "path": str(tmp_path / "sft")}}})
+    before = evaluate(cfg, cfg.policies.build(["agent_0", "agent_1"]), episodes=32)
+    result = train(cfg, progress=False)
+    after = evaluate(cfg, result["policies"], episodes=32)
+    # invalid answers cost -1; every valid joint action but the miscoordinated ones pays >= 0
+    assert before["valid_rate"] < 0.8 and after["valid_rate"] >= 0.95
+    assert after["joint_return"] > before["joint_return"] + 0.4
+    assert after["joint_return"] > 0.1
+    curve = [h["reward/joint_mean"] for h in result["history"]]
+    assert sum(curve[-5:]) / 5 > sum(curve[:5]) / 5 + 0.3
