@@ -137,6 +137,7 @@ class TextArenaEnv(AECEnv):
         self.truncations = {a: False for a in self.agents}
         self.infos = {a: {"phase": "wait", "legal_actions": [], "invalid_actions": 0} for a in self.agents}
         self.invalid_counts = {a: 0 for a in self.agents}
+        self.offenders: list[str] = []
         self._new_game(options or {})
         for a in self.agents if self._simultaneous else [self.agent_selection]:
             self._refresh_info(a)
@@ -190,7 +191,16 @@ class TextArenaEnv(AECEnv):
         info["invalid_actions"] = self.invalid_counts[agent]
 
     def _penalize(self, offender: str) -> None:
-        """The offender of an unparseable action loses and the episode ends."""
+        """The offender of an unparseable action loses and the episode ends.
+
+        In simultaneous arenas the episode may only end with the round (PettingZoo's parallel API ends
+        agents at the end of a cycle): the offender's move is ``None`` and the game calls
+        :meth:`_settle_offenders` when its round closes.
+        """
+        if self._simultaneous:
+            self.offenders.append(offender)
+            self._play(offender, None)
+            return
         for a in self.agents:
             self.terminations[a] = True
         self.rewards[offender] = self.invalid_reward
@@ -198,6 +208,14 @@ class TextArenaEnv(AECEnv):
             for a in self.agents:
                 if a != offender:
                     self.rewards[a] = -self.invalid_reward / (len(self.agents) - 1)
+
+    def _settle_offenders(self) -> bool:
+        """At the end of a simultaneous round: end the episode if anyone moved invalidly (offenders get
+        ``invalid_reward``, the others 0). Returns whether it did."""
+        if not self.offenders:
+            return False
+        self._end({a: self.invalid_reward if a in self.offenders else 0.0 for a in self.possible_agents})
+        return True
 
     def _end(self, rewards: dict[str, float]) -> None:
         """End the episode with these final rewards."""

@@ -82,7 +82,6 @@ class raw_env(TextArenaEnv):
     def _new_game(self, options: dict) -> None:
         self.history: list[tuple[str, str]] = []  # (agent_0's move, agent_1's move) per finished round
         self.pending: dict[str, str] = {}  # moves of the current round, hidden until it ends
-        self.offenders: list[str] = []
         self.agent_selection = AGENTS[0]
 
     def _legal(self, agent: str) -> list[str]:
@@ -132,14 +131,9 @@ class raw_env(TextArenaEnv):
         else:
             self._end_round()
 
-    def _penalize(self, offender: str) -> None:
-        self.offenders.append(offender)
-        self._play(offender, "")
-
     def _end_round(self) -> None:
         self.agent_selection = AGENTS[0]
-        if self.offenders:
-            self._end({a: self.invalid_reward if a in self.offenders else 0.0 for a in AGENTS})
+        if self._settle_offenders():
             return
         moves = (self.pending[AGENTS[0]], self.pending[AGENTS[1]])
         self.history.append(moves)

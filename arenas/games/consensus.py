@@ -57,7 +57,6 @@ class raw_env(TextArenaEnv):
             raise ValueError(f"options['values'] must be {self.n} numbers in [0, {self.num_values})")
         self.round = 1  # talk rounds 1..talk_rounds, then the report round
         self.reports: dict[str, int] = {}
-        self.offenders: list[str] = []
         self.answer = sum(self.values) if self.task == "sum" else max(self.values)
         self.agent_selection = "agent_0"
 
@@ -95,14 +94,9 @@ class raw_env(TextArenaEnv):
         return "\n".join(lines)
 
     def _play(self, agent: str, action: str) -> None:
-        if self._reporting():
+        if self._reporting() and action is not None:
             self.reports[agent] = int(action)
         self._advance(agent)
-
-    def _penalize(self, offender: str) -> None:
-        """Simultaneous moves: a bad report counts at the end of the round, like every other move."""
-        self.offenders.append(offender)
-        self._advance(offender)
 
     def _advance(self, agent: str) -> None:
         i = int(agent.split("_")[1])
@@ -111,9 +105,7 @@ class raw_env(TextArenaEnv):
             return
         if not self._reporting():
             self.round += 1
-        elif self.offenders:
-            self._end({a: self.invalid_reward if a in self.offenders else 0.0 for a in self.possible_agents})
-        else:
+        elif not self._settle_offenders():
             score = sum(r == self.answer for r in self.reports.values()) / self.n
             self._end({a: score for a in self.possible_agents})
 

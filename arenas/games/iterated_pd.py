@@ -59,7 +59,6 @@ class raw_env(TextArenaEnv):
         self.history: list[tuple[str, str]] = []  # (player_0's move, player_1's move) per finished round
         self.phase = "talk" if self.talk else "move"
         self.pending: dict[str, str] = {}  # moves of the current cycle, hidden until it ends
-        self.offenders: list[str] = []
         self.agent_selection = AGENTS[0]
 
     def _legal(self, agent: str) -> list[str]:
@@ -106,15 +105,11 @@ class raw_env(TextArenaEnv):
         else:
             self._end_cycle()
 
-    def _penalize(self, offender: str) -> None:
-        self.offenders.append(offender)
-        self._play(offender, "")
-
     def _end_cycle(self) -> None:
         self.agent_selection = AGENTS[0]
-        if self.offenders:
-            self._end({a: self.invalid_reward if a in self.offenders else 0.0 for a in AGENTS})
-        elif self.phase == "talk":
+        if self._settle_offenders():
+            return
+        if self.phase == "talk":
             self.phase = "move"
         else:
             moves = (self.pending[AGENTS[0]], self.pending[AGENTS[1]])
