@@ -173,10 +173,10 @@ def check_fits(cfg: SFTConfig, policy, steps: dict[str, list[dict[str, Any]]], d
 
 
 # ---------------------------------------------------------------------------- evaluation: valid-action rate
-def valid_rate(cfg: SFTConfig, policy, arena: str) -> tuple[float, int]:
+def valid_rate(cfg: SFTConfig, policy, arena: str) -> tuple[float | None, int]:
     """The policy plays every agent of ``eval_episodes`` held-out episodes: (valid steps / steps, steps)."""
     if cfg.eval_episodes == 0:
-        return float("nan"), 0
+        return None, 0
     env = make_env(cfg, arena)
     act = text_policy(policy, max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature)
     policies = {a: act for a in env.possible_agents}
@@ -213,6 +213,8 @@ def train(cfg: SFTConfig, show: bool = True) -> tuple[Any, dict[str, Any]]:
     check_config(cfg)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    if cfg.policy.backend not in ("tiny", "hf", "smollm2"):
+        raise ConfigError(f"policy.backend: sft trains a language model (tiny, hf, smollm2), not {cfg.policy.backend!r}")
     policy = load_policy(cfg.policy)
     model = policy.model
     out = Path(cfg.out)
@@ -289,14 +291,19 @@ def train(cfg: SFTConfig, show: bool = True) -> tuple[Any, dict[str, Any]]:
 
 
 def report_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"Behaviour cloning: {report['steps']} steps, loss {report['loss_first']:.3f} -> "
-                        f"{report['loss_last']:.3f}, {report['examples_per_s']:.1f} examples/s")
+    def rate(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    loss = "-" if report["loss_first"] is None else f"{report['loss_first']:.3f} -> {report['loss_last']:.3f}"
+    table = Table(title=f"Behaviour cloning: {report['steps']} steps, loss {loss}, {report['examples_per_s']:.1f} examples/s",
+                  caption=f"training took {report['minutes']:.2f} minutes ({report['cpu_minutes']:.2f} CPU minutes); "
+                          f"valid = valid actions / actions in {report['eval']['episodes']} held-out episodes per arena")
     for col in ("arena", "valid before", "valid after", "examples", "minutes"):
         table.add_column(col, justify="left" if col == "arena" else "right")
     for row in report["arenas"]:
         params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
-        table.add_row(row["arena"] + (f" ({params})" if params else ""), f"{row['valid_before']:.1%}",
-                      f"{row['valid_after']:.1%}", str(row["examples"]), f"{report['minutes']:.2f}")
+        table.add_row(row["arena"] + (f" ({params})" if params else ""), rate(row["valid_before"]),
+                      rate(row["valid_after"]), str(row["examples"]), f"{report['minutes']:.2f}")
     return table
 
 
