@@ -55,6 +55,7 @@ class SFTConfig(BaseModel):
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)
     warmup_steps: int = Field(10, ge=0)  # linear warmup, then cosine decay to lr/10
+    position_jitter: int = Field(32, ge=0)  # drop up to this many tokens after BOS, at random, per training example
     max_minutes: float = Field(10.0, gt=0)  # training stops early when this is spent
     eval_episodes: int = Field(50, ge=0)  # per arena, before and after, on held-out seeds
     eval_max_new_tokens: int = Field(24, ge=1)
@@ -189,6 +190,15 @@ def valid_rate(cfg: SFTConfig, policy, arena: str) -> tuple[float | None, int]:
 
 
 # ---------------------------------------------------------------------------- training
+def jitter(ids: list[int], rng: np.random.Generator, most: int) -> list[int]:
+    """Drop 0..most tokens after the first one. The tiny GPT learns absolute positions, and an arena's prompts
+    span only a few lengths, so without this the answer format is learned per prompt length and fails on
+    lengths that training saw rarely; shifted copies teach it at every position. The dropped bytes are the
+    start of the rules, which is also what the model loses when a prompt outgrows its block_size."""
+    k = min(int(rng.integers(most + 1)), len(ids) - 2) if most else 0
+    return ids[:1] + ids[1 + k:] if k > 0 else ids
+
+
 def batches(data: dict[str, list[Example]], batch_size: int, rng: np.random.Generator):
     """Endless epochs; every batch comes from one arena (similar prompt lengths, little padding),
     arenas are mixed in proportion to their examples."""
@@ -254,7 +264,8 @@ def train(cfg: SFTConfig, show: bool = True) -> tuple[Any, dict[str, Any]]:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, elapsed)
             batch = next(stream)
-            logps = policy.score([e.prompt_ids for e in batch], [e.completion_ids for e in batch])
+            prompts = [jitter(e.prompt_ids, rng, cfg.position_jitter) for e in batch]
+            logps = policy.score(prompts, [e.completion_ids for e in batch])
             loss = -torch.cat(logps).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
