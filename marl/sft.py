@@ -1,15 +1,19 @@
 """``agora sft CONFIG``: behaviour-cloning warm-start, so that reinforcement learning starts from valid actions.
 
 A language model trained from scratch (the tiny byte-level GPT by default) learns each arena's answer
-format from transcripts of scripted play: every valid step becomes one example, prompt = the step's
+format from transcripts of scripted play. Every valid step becomes one example: prompt = the step's
 observation, completion = ``<answer>ACTION</answer>`` (the parsed action; on talk turns the raw text,
-capped at ``TALK_CHARS`` characters), and the loss is the mean negative log-likelihood of the
-completion tokens (EOS included) under ``policy.score``. Before and after training the policy plays
-held-out episodes as every agent, sampling at ``eval_temperature`` (1.0 by default: the distribution RL
-samples from, so "valid" means the model puts nearly all its mass on well-formed answers, not just its
-argmax); the valid-action rate (valid steps / all steps) is the number that matters.
-``eval_max_new_tokens`` (24 by default) is just long enough for the longest answer of the supported
-arenas (``<answer>pass</answer>`` is 21 bytes) and is checked against the training data.
+capped at ``TALK_CHARS`` characters). The loss is the mean negative log-likelihood of the completion
+tokens (EOS included) under ``policy.score``; each training prompt loses a random 0..``position_jitter``
+tokens after BOS, so that the tiny GPT's learned absolute positions see the answer at many offsets
+(see :func:`jitter`).
+
+Before and after training the policy plays held-out episodes as every agent and we count the
+valid-action rate (valid steps / all steps). It samples at ``eval_temperature`` 1.0 by default: the
+distribution RL samples from, so "valid" means the model puts nearly all its mass on well-formed
+answers, not just its argmax. ``eval_max_new_tokens`` (24 by default) is just long enough for the
+answers of the built-in arenas (``<answer>pass</answer>`` is 21 bytes) and is checked against the
+training data; talk turns cut at that length stay valid.
 
 The file reads top to bottom like a CleanRL script: config, data, evaluation, training loop, report.
 """
