@@ -6,7 +6,10 @@ For each of ``batch_size`` start states (arena seeds) we play a group of ``group
 from that same start. Each rollout's joint return (mean or sum of the agents' discounted returns) minus
 the group's mean (``advantage: mean``), also divided by the group's std (``std``), or minus the mean of
 the *other* rollouts (``rloo``) is its advantage; centralised training gives that one advantage to every
-agent of the rollout, applied to the tokens of each of its completions. Baselines in the same family:
+agent of the rollout, applied to the tokens of each of its completions. With ``credit: tree`` every move is
+sampled ``group_size`` times from the same state instead (as in the MAGRPO authors' per-turn training):
+a node's value is its joint reward plus gamma times the mean of its children's values, and each child's
+advantage is taken within its siblings. Baselines in the same family:
 - ``igrpo``: independent GRPO, each agent's advantage from its own return within its own group;
 - ``spiral``: role-conditioned advantage estimation (SPIRAL) for zero-sum self-play with a shared
   policy: each role's return minus a moving-average baseline of that role's returns in this game.
@@ -19,13 +22,14 @@ epochs over the same batch use the clipped ratio. Optional KL to a frozen refere
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import arenas
 from arenas.channels import ChannelConfig
@@ -45,6 +49,7 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(4, ge=1)  # start states per step
     group_size: int = Field(8, ge=2)  # joint rollouts per start state
     advantage: Literal["mean", "std", "rloo"] = "std"
+    credit: Literal["trajectory", "tree"] = "trajectory"  # tree: per-turn groups (group_size ** moves episodes)
     loss_agg: Literal["token", "sequence"] = "sequence"
     joint: Literal["mean", "sum"] = "mean"  # how agents' returns make the joint return
     gamma: float = Field(1.0, ge=0, le=1)
@@ -68,6 +73,12 @@ class TrainConfig(BaseModel):
     executor: Literal["local", "ray"] = "local"
     num_workers: int = Field(1, ge=1)  # rollout partitions (Ray actors with executor: ray)
     ray_address: str | None = None  # an existing Ray cluster; default: start one on this machine
+
+    @model_validator(mode="after")
+    def _tree_is_centralised(self) -> TrainConfig:
+        if self.credit == "tree" and self.algorithm != "magrpo":
+            raise ValueError(f"credit: tree is defined for algorithm magrpo only, got {self.algorithm}")
+        return self
 
 
 # ---------------------------------------------------------------------------- advantages
@@ -97,6 +108,44 @@ def advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, bas
             out[:, j] = returns[:, j] - baselines.get(a, 0.0)
             baselines[a] = cfg.spiral_decay * baselines.get(a, returns[:, j].mean()) + (1 - cfg.spiral_decay) * returns[:, j].mean()
     return [dict(zip(agents, row)) for row in out.tolist()]
+
+
+def tree_advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig) -> list[tuple[Turn, float]]:
+    """Per-turn credit over the trees of ``collect(tree=True)``: each move's advantage among its siblings."""
+    step_reward: dict[tuple, float] = {}
+    turn: dict[tuple, Turn] = {}
+    children: dict[tuple, set[tuple]] = {}
+    for r in rollouts:
+        at_tick: dict[int, list[float]] = {}
+        for a in agents:
+            for t, x in r.rewards.get(a, []):
+                at_tick.setdefault(t, [0.0] * len(agents))[agents.index(a)] += x
+        for t in r.turns:
+            node = (r.group, *t.path)
+            rewards = at_tick.get(t.tick, [0.0] * len(agents))
+            step_reward[node] = float(np.mean(rewards) if cfg.joint == "mean" else np.sum(rewards))
+            turn[node] = t
+            children.setdefault(node[:-1], set()).add(node)
+
+    @functools.cache
+    def value(node: tuple) -> float:
+        kids = children.get(node)
+        return step_reward[node] + (cfg.gamma * float(np.mean([value(k) for k in kids])) if kids else 0.0)
+
+    out = []
+    for kids in children.values():
+        kids = sorted(kids)
+        for k, a in zip(kids, group_relative(np.array([value(k) for k in kids]), cfg.advantage)):
+            out.append((turn[k], float(a)))
+    return out
+
+
+def samples(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baselines: dict[str, float]) -> list[tuple[Turn, float]]:
+    """Every completion to learn from, with its advantage."""
+    if cfg.credit == "tree":
+        return tree_advantages(rollouts, agents, cfg)
+    advs = advantages(rollouts, agents, cfg, baselines)
+    return [(t, adv[t.agent]) for r, adv in zip(rollouts, advs) for t in r.turns]
 
 
 # ---------------------------------------------------------------------------- loss
@@ -156,15 +205,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
             rollouts = executor.run(seeds, cfg.group_size, sample_seed=cfg.seed * 7_777_777 + step * 104_729,
                                     max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                    keep_transcripts=step % cfg.transcripts_every == 0)
+                                    keep_transcripts=step % cfg.transcripts_every == 0, tree=cfg.credit == "tree")
             t_roll = time.perf_counter() - t0
             # ---- advantage
-            advs = advantages(rollouts, agents, cfg, baselines)
+            learn = samples(rollouts, agents, cfg, baselines)
             # ---- loss and update, per learning policy
             stats: dict[str, float] = {}
             for key, policy in learners.items():
-                batch = [(t, adv[t.agent]) for r, adv in zip(rollouts, advs) for t in r.turns
-                         if policies[t.agent] is policy and t.completion_ids]
+                batch = [(t, a) for t, a in learn if policies[t.agent] is policy and t.completion_ids]
                 if not batch:
                     continue
                 norm = sum(len(t.completion_ids) for t, _ in batch) if cfg.loss_agg == "token" else len(batch)
@@ -187,9 +235,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                           f"entropy/{name}": agg["nll"] / len(batch), f"grad_norm/{name}": float(grad_norm),
                           f"clip_fraction/{name}": agg["clipped"] / max(1, sum(len(t.completion_ids) for t, _ in batch))}
             # ---- logging
-            metrics = step_metrics(rollouts, advs, agents, cfg) | stats
+            metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats
             metrics |= {"time/rollout_s": t_roll, "time/step_s": time.perf_counter() - t0,
-                        "speed/tokens_per_s": sum(len(t.completion_ids) for r in rollouts for t in r.turns) / max(t_roll, 1e-9)}
+                        "speed/tokens_per_s": sum(len(t.completion_ids) for t, _ in learn) / max(t_roll, 1e-9)}
             history.append({"step": step, **metrics})
             if tracker:
                 tracker.log_metrics(metrics, step)
@@ -213,11 +261,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     return {"history": history, "policies": policies, "saved": saved, "run_id": tracker.run_id if tracker else None}
 
 
-def step_metrics(rollouts: list[Rollout], advs: list[dict[str, float]], agents: list[str], cfg: TrainConfig) -> dict[str, float]:
+def step_metrics(rollouts: list[Rollout], adv: np.ndarray, agents: list[str], cfg: TrainConfig) -> dict[str, float]:
     returns = np.array([[r.returns(cfg.gamma)[a] for a in agents] for r in rollouts])
     joint = returns.mean(1) if cfg.joint == "mean" else returns.sum(1)
     turns = [t for r in rollouts for t in r.turns if not t.talk]
-    adv = np.array([list(a.values()) for a in advs])
     m = {"reward/joint_mean": float(joint.mean()), "reward/joint_std": float(joint.std()),
          "success_rate": float((returns.mean(1) > 0).mean()),
          "valid_rate": float(np.mean([t.valid for t in turns])) if turns else 1.0,
@@ -236,8 +283,7 @@ def evaluate(cfg: TrainConfig, policies: dict[str, Policy], episodes: int = 64, 
     agents = list(make_env().possible_agents)
     rollouts = collect(make_env, policies, [seed + i for i in range(episodes)], 1, max_new_tokens=cfg.max_new_tokens,
                        temperature=temperature, sample_seed=seed)
-    zeros = [{a: 0.0 for a in agents} for _ in rollouts]
-    m = step_metrics(rollouts, zeros, agents, cfg)
+    m = step_metrics(rollouts, np.zeros(1), agents, cfg)
     return {"joint_return": m["reward/joint_mean"], "success_rate": m["success_rate"], "valid_rate": m["valid_rate"]}
 
 

@@ -4,10 +4,16 @@
 ``agent_selection``/``last``/``step``. At every tick each unfinished episode contributes the prompt of
 its current agent; prompts are grouped by policy (agents sharing a policy share one batch) and one
 ``generate`` call answers them all.
+
+Two shapes of group: ``tree=False`` plays ``group_size`` independent episodes from each start state;
+``tree=True`` expands a tree instead, as in the MAGRPO authors' per-turn training: every move is sampled
+``group_size`` times from the same state (the env is deep-copied for each sample), so a node's children
+are a group, and the rollouts returned are the root-to-leaf paths (they share their common turns).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +34,7 @@ class Turn:
     text: str
     valid: bool
     talk: bool
+    path: tuple[int, ...] = ()  # tree mode: the sample index at each tick up to this turn (its node in the group's tree)
 
 
 @dataclass
@@ -48,26 +55,39 @@ class Rollout:
 
 def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: list[int], group_size: int,
             *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, sample_seed: int = 0,
-            keep_transcripts: bool = False, max_ticks: int = 1000) -> list[Rollout]:
-    """Play ``group_size`` episodes from each start seed, all in lock step; returns them grouped by seed."""
+            keep_transcripts: bool = False, tree: bool = False, max_episodes: int = 4096, max_ticks: int = 1000) -> list[Rollout]:
+    """Play ``group_size`` episodes from each start seed (or expand a tree of them), all in lock step; grouped by seed."""
     envs, rollouts = [], []
     for g_index, seed in enumerate(seeds):
-        for _ in range(group_size):
+        for _ in range(1 if tree else group_size):
             env = make_env()
             env.reset(seed=seed)
             envs.append(env)
             rollouts.append(Rollout(seed=seed, group=g_index, rewards={a: [] for a in env.possible_agents}))
     ticks = [0] * len(envs)
+    paths: list[tuple[int, ...]] = [()] * len(envs)
     order = {id(p): k for k, p in enumerate(dict.fromkeys(policies.values()))}  # stable ids for seeding
     for tick_round in range(max_ticks):
-        waiting: dict[int, list[tuple[int, str, str, dict]]] = {}  # id(policy) -> [(env index, agent, text, info)]
-        owners: dict[int, Policy] = {}
-        for i, env in enumerate(envs):
+        for env in envs:
             while env.agents:  # retire finished agents (PettingZoo wants step(None) for them)
                 _, _, term, trunc, _ = env.last()
                 if not (term or trunc):
                     break
                 env.step(None)
+        if tree:  # every unfinished episode branches into group_size copies before its next move
+            for i in [i for i, env in enumerate(envs) if env.agents]:
+                if len(envs) + group_size - 1 > max_episodes:
+                    raise ValueError(f"tree mode needs more than {max_episodes} episodes ({group_size} samples per move); "
+                                     "use a smaller group_size, or trajectory credit for long episodes")
+                for j in range(1, group_size):
+                    envs.append(copy.deepcopy(envs[i]))
+                    rollouts.append(_branch(rollouts[i]))
+                    ticks.append(ticks[i])
+                    paths.append(paths[i] + (j,))
+                paths[i] += (0,)
+        waiting: dict[int, list[tuple[int, str, str, dict]]] = {}  # id(policy) -> [(env index, agent, text, info)]
+        owners: dict[int, Policy] = {}
+        for i, env in enumerate(envs):
             if not env.agents:
                 continue
             agent = env.agent_selection
@@ -92,10 +112,16 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
                 ro.messages += len(sent)
                 ro.message_chars += sum(len(m["text"]) for m in sent)
                 ro.turns.append(Turn(agent, ticks[i], text, out.prompt_ids, out.completion_ids, out.logprobs, out.text,
-                                     bool(after.get("valid", True)), info.get("phase") == "talk"))
+                                     bool(after.get("valid", True)), info.get("phase") == "talk", paths[i]))
                 if keep_transcripts:
                     ro.transcript.append({"tick": ticks[i], "agent": agent, "observation": text, "action": out.text,
                                           "parsed_action": after.get("parsed_action"), "valid": after.get("valid", True),
                                           "rewards": dict(env.rewards)})
                 ticks[i] += 1
-    return rollouts
+    return sorted(rollouts, key=lambda r: r.group)
+
+
+def _branch(r: Rollout) -> Rollout:
+    """A copy of an unfinished episode that shares its past turns (they are one node of the tree)."""
+    return Rollout(r.seed, r.group, list(r.turns), {a: list(rs) for a, rs in r.rewards.items()}, r.messages,
+                   r.message_chars, list(r.transcript))

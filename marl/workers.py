@@ -35,17 +35,18 @@ class LocalExecutor:
     def run(self, seeds: list[int], group_size: int, sample_seed: int, **gen: Any) -> list[Rollout]:
         out: list[Rollout] = []
         for k, part in enumerate(partitions(seeds, self.num_workers)):
-            out += _offset(collect(self.make_env, self.policies, part, group_size, sample_seed=sample_seed + k, **gen), len(out), group_size)
+            out += _offset(collect(self.make_env, self.policies, part, group_size, sample_seed=sample_seed + k, **gen), out)
         return out
 
     def close(self) -> None:
         pass
 
 
-def _offset(rollouts: list[Rollout], done: int, group_size: int) -> list[Rollout]:
+def _offset(rollouts: list[Rollout], done: list[Rollout]) -> list[Rollout]:
     """Group ids are per collect call; make them unique across partitions."""
+    first = done[-1].group + 1 if done else 0
     for r in rollouts:
-        r.group += done // group_size
+        r.group += first
     return rollouts
 
 
@@ -67,7 +68,7 @@ class RayExecutor:
         futures = [w.run.remote(ref, part, group_size, sample_seed + k, gen) for k, (w, part) in enumerate(zip(self.workers, parts))]
         out: list[Rollout] = []
         for result in self.ray.get(futures):
-            out += _offset(result, len(out), group_size)
+            out += _offset(result, out)
         return out
 
     def close(self) -> None:

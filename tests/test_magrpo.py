@@ -125,3 +125,39 @@ def test_ray_executor_gives_the_same_results_as_local(tmp_path):
     assert [[h[k] for k in keys] for h in local["history"]] == [[h[k] for k in keys] for h in remote["history"]]
     # losses agree up to float summation order (actors run torch on one thread)
     np.testing.assert_allclose([h["loss/p"] for h in local["history"]], [h["loss/p"] for h in remote["history"]], atol=1e-6)
+
+
+def test_tree_mode_branches_every_move_into_a_group():
+    import arenas
+    from marl.policy import ScriptedPolicy
+    from marl.rollout import collect
+
+    policies = {a: ScriptedPolicy("signalling_v0", "random") for a in ("speaker", "listener")}
+    ros = collect(lambda: arenas.make("signalling_v0", num_objects=3), policies, [5, 6], 3, max_new_tokens=8, tree=True)
+    assert len(ros) == 2 * 3 * 3 and [r.group for r in ros] == [0] * 9 + [1] * 9  # two moves: 3 x 3 leaves per seed
+    for r in ros:
+        assert [t.agent for t in r.turns] == ["speaker", "listener"] and r.turns[1].path[:1] == r.turns[0].path
+    first = {id(r.turns[0]) for r in ros if r.group == 0}
+    assert len(first) == 3  # the speaker's 3 samples are shared by their 3 listener children each
+    assert len({r.turns[1].path for r in ros if r.group == 0}) == 9
+    with pytest.raises(ValueError, match="tree mode needs more than 8 episodes"):
+        collect(lambda: arenas.make("signalling_v0"), policies, [5], 3, max_new_tokens=8, tree=True, max_episodes=8)
+
+
+def test_tree_credit_values_a_node_by_its_reward_plus_the_mean_of_its_children():
+    from marl.magrpo import tree_advantages
+
+    def leaf(first, second, reward):  # two moves by x then y; the episode's reward arrives after the second
+        t1 = Turn("x", 0, "", [], [1], [0.0], "", True, False, (first,))
+        t2 = Turn("y", 1, "", [], [1], [0.0], "", True, False, (first, second))
+        return Rollout(seed=0, group=0, turns=[t1, t2], rewards={"x": [(1, reward)], "y": [(1, reward)]}), t1, t2
+
+    made = [leaf(0, 0, 1.0), leaf(0, 1, 0.0), leaf(1, 0, 0.0), leaf(1, 1, 0.0)]
+    made[0][0].turns[0] = made[1][0].turns[0] = made[0][1]  # siblings share their parent turn
+    made[2][0].turns[0] = made[3][0].turns[0] = made[2][1]
+    cfg = TrainConfig(arena="signalling_v0", advantage="mean", credit="tree", gamma=0.5)
+    adv = {t.path: a for t, a in tree_advantages([m[0] for m in made], ["x", "y"], cfg)}
+    assert adv == {(0,): pytest.approx(0.125), (1,): pytest.approx(-0.125),  # values 0.5 * mean(1, 0) vs 0
+                   (0, 0): pytest.approx(0.5), (0, 1): pytest.approx(-0.5), (1, 0): 0.0, (1, 1): 0.0}
+    with pytest.raises(ValueError, match="credit: tree is defined for algorithm magrpo only"):
+        TrainConfig(arena="signalling_v0", credit="tree", algorithm="igrpo")
