@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -52,7 +52,8 @@ class SFTConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     arenas: list[str] = Field(min_length=1)  # e.g. [kuhn_poker_v0, signalling_v0]
     transcripts: list[str] = []  # JSONL files from `agora play`, transcripts[i] played in arenas[i]; [] = play here
-    episodes_per_arena: int = Field(200, ge=1, lt=EVAL_SEED)  # scripted (heuristic) episodes when no transcripts
+    episodes_per_arena: int = Field(200, ge=1, lt=EVAL_SEED)  # scripted episodes when no transcripts
+    teacher: Literal["heuristic", "random"] = "heuristic"  # the scripted policy that plays them: heuristic (imitate a strategy) or random (format only)
     arena_params: dict[str, dict[str, Any]] = {}  # arena name -> keyword arguments of arenas.make
     policy: PolicySpec = PolicySpec()  # a fresh tiny GPT unless a path is given (policy.gpt: GPTConfig fields)
     steps: int = Field(ge=1)
@@ -124,10 +125,10 @@ def read_steps(path: str | Path) -> list[dict[str, Any]]:
 
 
 def scripted_steps(cfg: SFTConfig, arena: str) -> list[dict[str, Any]]:
-    """Play ``episodes_per_arena`` episodes with the arena's heuristic as every agent (seeds cfg.seed + 0, 1, ...)."""
+    """Play ``episodes_per_arena`` episodes with the scripted ``teacher`` as every agent (seeds cfg.seed + 0, 1, ...)."""
     env = make_env(cfg, arena)
-    heuristic = arenas.scripted(arena, "heuristic")
-    policies = {a: heuristic for a in env.possible_agents}
+    teacher = arenas.scripted(arena, cfg.teacher)
+    policies = {a: teacher for a in env.possible_agents}
     episodes: list[Episode] = [play_episode(env, policies, seed=cfg.seed + i, episode=i) for i in range(cfg.episodes_per_arena)]
     return [vars(s) for e in episodes for s in e.steps]
 

@@ -101,7 +101,22 @@ def test_cli_plays_scripted_episodes_and_saves(tmp_path, capsys):
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
+def test_a_random_teacher_shows_the_format_but_no_strategy():
+    cfg = sft.SFTConfig(arenas=["signalling_v0"], episodes_per_arena=40, steps=1, batch_size=1, lr=0.1)
+
+    def played(teacher):
+        return sft.scripted_steps(cfg.model_copy(update={"teacher": teacher}), "signalling_v0")
+
+    def success(steps):  # the listener's step carries the shared reward
+        return sum(s["rewards"]["listener"] for s in steps if s["agent"] == "listener") / cfg.episodes_per_arena
+
+    heuristic, random = played("heuristic"), played("random")
+    assert all(s["valid"] for s in heuristic + random) and len(heuristic) == len(random) == 80
+    assert success(heuristic) == 1.0 and success(random) < 0.5  # chance is 1/4
+
+
 @pytest.mark.parametrize("content,needle", [
+    ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\nteacher: nash\n", "teacher"),
     ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\nepochs: 3\n", "epochs: unknown key"),
     ("arenas: [kuhn_poker_v0]\nbatch_size: 1\nlr: 0.1\n", "steps: required key is missing"),
     ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\narena_params: {tictactoe_v0: {}}\n", "not in arenas"),
