@@ -22,6 +22,7 @@ same matches. Nothing here imports ``marl`` or torch: it is cheap to import and 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+PLAYER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+SNAPSHOTS_DIR = "snapshots"  # snapshot files live in <league folder>/snapshots/<snapshot id>
 Outcome = Literal["win", "draw", "loss"]
 Weighting = Literal["variance", "linear", "linear_capped", "squared"]
 Matchmaking = Literal["alphastar", "self_play", "fictitious", "pfsp"]
@@ -182,11 +185,12 @@ class Match:
 class Snapshot:
     """A frozen copy of a learning player's policy: it plays, never learns, never asks for matches."""
 
-    id: str
+    id: str  # "<parent>@<step>"
     parent: str  # the learning player it was taken from
     arena: str
-    policy: str  # the immutable copy (a directory inside the league folder)
+    policy: str  # the immutable copy, relative to the league folder: "snapshots/<id>"
     step: int  # the parent's learner step when it was taken
+    source: str = ""  # the parent's policy it copies (what the league state copies the files from)
     reset: bool = False  # the parent went back to its initial policy right after this snapshot
     role: ClassVar[str] = "snapshot"
 
@@ -214,6 +218,9 @@ class Player:
     reset_probability: ClassVar[float] = 0.0
 
     def __post_init__(self) -> None:
+        if not PLAYER_ID.fullmatch(self.id):
+            raise ValueError(f"player id {self.id!r} must be letters, digits, '_', '.' or '-' (it names files "
+                             "and snapshots '<id>@<step>')")
         if not self.initial_policy:
             self.initial_policy = self.policy
         if not 1 <= self.snapshot_min_steps <= self.snapshot_max_steps:
@@ -235,12 +242,13 @@ class Player:
         beaten = bool(targets) and float(league.payoff.win_rates(self.id, targets).min()) > self.snapshot_win_rate
         return beaten or steps >= self.snapshot_max_steps
 
-    def checkpoint(self, snapshot_policy: str, rng: np.random.Generator) -> Snapshot:
-        """Freeze the current policy as a snapshot whose files are ``snapshot_policy`` (the immutable copy
-        the caller has made), then reset to the initial policy with the role's probability."""
+    def checkpoint(self, rng: np.random.Generator) -> Snapshot:
+        """Freeze the current policy as a snapshot, then reset to the initial policy with the role's
+        probability. Only the decision: the league state copies the files (``LeagueState.take_snapshot``)."""
         reset = self.reset_probability > 0 and rng.random() < self.reset_probability
-        snap = Snapshot(id=f"{self.id}@{self.step}", parent=self.id, arena=self.arena, policy=snapshot_policy,
-                        step=self.step, reset=reset)
+        snap_id = f"{self.id}@{self.step}"
+        snap = Snapshot(id=snap_id, parent=self.id, arena=self.arena, policy=f"{SNAPSHOTS_DIR}/{snap_id}",
+                        step=self.step, source=self.policy, reset=reset)
         if reset:
             self.policy = self.initial_policy
         self.checkpoint_step = self.step

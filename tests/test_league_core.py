@@ -88,7 +88,7 @@ def league_with(*players, wins: dict | None = None) -> League:
 
 
 def snap(parent: str, step: int) -> Snapshot:
-    return Snapshot(f"{parent}@{step}", parent, ARENA, f"snapshots/{parent}@{step}", step)
+    return Snapshot(f"{parent}@{step}", parent, ARENA, f"snapshots/{parent}@{step}", step, source=f"p/{parent}")
 
 
 def frequencies(player, league, n=10_000, seed=0):
@@ -237,17 +237,17 @@ def test_ready_to_checkpoint_by_win_rate_or_step_budget():
 def test_checkpoint_freezes_and_resets_exploiters():
     rng = np.random.default_rng(0)
     main = MainAgent("main", ARENA, "p/main/v3", initial_policy="p/main/v0", step=30)
-    s = main.checkpoint("league/snapshots/main@30", rng)
-    assert s == Snapshot("main@30", "main", ARENA, "league/snapshots/main@30", 30, reset=False)
+    s = main.checkpoint(rng)
+    assert s == Snapshot("main@30", "main", ARENA, "snapshots/main@30", 30, source="p/main/v3", reset=False)
     assert main.policy == "p/main/v3" and main.checkpoint_step == 30
     assert not main.ready_to_checkpoint(League())  # no step since the snapshot
     exploiter = MainExploiter("exp", ARENA, "p/exp/v7", initial_policy="p/exp/v0", step=12)
-    s = exploiter.checkpoint("snap", rng)
-    assert s.reset and exploiter.policy == "p/exp/v0" and exploiter.checkpoint_step == 12
+    s = exploiter.checkpoint(rng)
+    assert s.reset and s.source == "p/exp/v7" and exploiter.policy == "p/exp/v0" and exploiter.checkpoint_step == 12
     resets = 0
     for k in range(4000):
         lx = LeagueExploiter("lx", ARENA, "p/lx/v1", initial_policy="p/lx/v0", step=k + 1)
-        s = lx.checkpoint("snap", rng)
+        s = lx.checkpoint(rng)
         assert s.reset == (lx.policy == "p/lx/v0")
         resets += s.reset
     assert resets / 4000 == pytest.approx(0.25, abs=0.025)
@@ -266,3 +266,5 @@ def test_league_rejects_duplicates_and_orphan_snapshots_and_roundtrips_players()
     assert type(player_from_dict(MainExploiter("e", ARENA, "p").to_dict())) is MainExploiter
     with pytest.raises(ValueError, match="unknown player role"):
         player_from_dict({"role": "coach", "id": "x"})
+    with pytest.raises(ValueError, match="player id 'a/b'"):
+        MainAgent("a/b", ARENA, "p")
