@@ -4,7 +4,7 @@ A league folder holds ``league.db`` (players, snapshots, matches, ratings histor
 and ``snapshots/<id>/`` (frozen policy files). The rules that make it safe to kill at any moment:
 
 - A match result is written once, in one transaction, under its unique match id, together with the
-  rating updates it caused. Writing the same id again changes nothing and returns False: a re-run
+  rating updates it caused (computed inside that transaction from the latest ratings). Writing the same id again changes nothing and returns False: a re-run
   match can never be counted twice (the first write wins).
 - The payoff table is never stored: :meth:`LeagueState.payoff` replays the matches table, so it is
   always what the durable results say.
@@ -25,14 +25,14 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from league.league import League, MatchResult, Payoff, Player, Snapshot, player_from_dict
-from league.ratings import Rating, new_rating
+from league.ratings import Rating, new_rating, update_ratings
 
 DB_NAME = "league.db"
 SCHEMA_VERSION = 1
@@ -296,8 +296,9 @@ class LeagueState:
         return problems
 
     # ------------------------------------------------------------------ matches and ratings
-    def record_match(self, result: MatchResult, ratings: Mapping[str, Rating] | None = None) -> bool:
-        """Write a match result, and the ratings it produced, in one transaction under ``result.match_id``.
+    def record_match(self, result: MatchResult, rate: bool = True) -> bool:
+        """Write a match result in one transaction under ``result.match_id``; with ``rate``, also the seats'
+        new openskill ratings in the arena (from their latest ones, read inside the same transaction).
 
         Returns False, writing nothing, when that match id is already recorded (the first write wins).
         """
@@ -311,13 +312,19 @@ class LeagueState:
                              json.dumps([float(s) for s in result.scores]), outcome, int(result.seed), now))
             if cur.rowcount == 0:
                 return False
-            for player_id, r in (ratings or {}).items():
-                if player_id not in result.players:
-                    raise ValueError(f"match {result.match_id}: a rating for {player_id!r}, who did not play")
-                c.execute("INSERT INTO ratings (arena, player_id, match_id, mu, sigma, ordinal, created) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          (result.arena, player_id, result.match_id, r.mu, r.sigma, r.ordinal, now))
+            if rate:
+                current = self._latest_ratings(c, result.arena, result.players)
+                for player_id, r in update_ratings(current, result.players, result.scores).items():
+                    c.execute("INSERT INTO ratings (arena, player_id, match_id, mu, sigma, ordinal, created) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (result.arena, player_id, result.match_id, r.mu, r.sigma, r.ordinal, now))
         return True
+
+    @staticmethod
+    def _latest_ratings(c: sqlite3.Connection, arena: str, players: Sequence[str] | None = None) -> dict[str, Rating]:
+        rows = c.execute("SELECT player_id, mu, sigma FROM ratings WHERE seq IN "
+                         "(SELECT MAX(seq) FROM ratings WHERE arena = ? GROUP BY player_id)", (arena,))
+        return {p: Rating(mu, sigma) for p, mu, sigma in rows if players is None or p in players}
 
     def has_match(self, match_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM matches WHERE match_id = ?", (match_id,)).fetchone() is not None
@@ -359,9 +366,7 @@ class LeagueState:
 
     def ratings(self, arena: str) -> dict[str, Rating]:
         """Each rated player's latest rating in the arena."""
-        rows = self.conn.execute("SELECT player_id, mu, sigma FROM ratings WHERE seq IN "
-                                 "(SELECT MAX(seq) FROM ratings WHERE arena = ? GROUP BY player_id)", (arena,))
-        return {p: Rating(mu, sigma) for p, mu, sigma in rows}
+        return self._latest_ratings(self.conn, arena)
 
     def rating_history(self, arena: str, player_id: str | None = None) -> list[RatingRecord]:
         rows = self.conn.execute("SELECT arena, player_id, match_id, mu, sigma, created FROM ratings WHERE arena = ? "

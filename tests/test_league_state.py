@@ -1,8 +1,8 @@
 """League state in SQLite: matches written once, payoff replayed from them, immutable hashed snapshots,
 everything back after reopening (and after the writer is killed)."""
 
-import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from league.league import League, LeagueExploiter, MainAgent, MainExploiter, MatchResult, Payoff
-from league.ratings import Rating, update_ratings
+from league.ratings import replay, update_ratings
+import league.state as league_state
 from league.state import LeagueState, hash_directory
 
 ARENA = "kuhn_poker_v0"
@@ -47,22 +48,37 @@ def test_duplicate_match_id_is_a_no_op_and_never_double_counted(tmp_path):
     with LeagueState(tmp_path) as state:
         r = MatchResult("match-1", ARENA, ("a", "b"), (1.0, -1.0), seed=5)
         ratings = update_ratings({}, r.players, r.scores)
-        assert state.record_match(r, ratings) is True
+        assert state.record_match(r) is True
         again = MatchResult("match-1", ARENA, ("a", "b"), (-1.0, 1.0), seed=5)  # a re-run with another outcome
-        assert state.record_match(again, update_ratings(ratings, again.players, again.scores)) is False
+        assert state.record_match(again) is False
         assert state.match_count() == 1 and state.matches() == [r]
         assert state.payoff().counts("a", "b") == {"wins": 1, "draws": 0, "losses": 0, "games": 1}
         assert len(state.rating_history(ARENA)) == 2
         assert state.ratings(ARENA) == ratings  # the first write's ratings
 
 
-def test_a_failed_match_write_leaves_nothing(tmp_path):
+def test_ratings_follow_the_matches_and_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    results = [MatchResult(f"m{k}", ARENA, ("a", "b") if k % 2 else ("b", "a"), (1.0, -1.0) if k % 3 else (0.0, 0.0))
+               for k in range(12)]
+    results.append(MatchResult("self", ARENA, ("a", "a"), (1.0, -1.0)))  # no rating change
+    results.append(MatchResult("coop", "signalling_v0", ("a", "b", "c"), (1.0, 1.0, 1.0)))
     with LeagueState(tmp_path) as state:
-        r = MatchResult("m", ARENA, ("a", "b"), (1.0, -1.0))
-        with pytest.raises(ValueError, match="'c', who did not play"):
-            state.record_match(r, {"a": Rating(26, 8), "c": Rating(24, 8)})
-        assert state.match_count() == 0 and state.rating_history(ARENA) == []
-        assert state.record_match(r) is True  # the id is still free
+        for r in results:
+            state.record_match(r)
+        state.record_match(MatchResult("unrated", ARENA, ("a", "b"), (5.0, -5.0)), rate=False)
+        expected = replay(results)
+        assert state.ratings(ARENA) == expected[ARENA] and set(expected[ARENA]) == {"a", "b"}
+        assert state.ratings("signalling_v0") == expected["signalling_v0"]  # SQLite REAL keeps every bit
+        assert len(state.rating_history(ARENA, "a")) == 12
+        def broken(*args):
+            raise RuntimeError("rating failed")
+
+        monkeypatch.setattr(league_state, "update_ratings", broken)
+        with pytest.raises(RuntimeError, match="rating failed"):
+            state.record_match(MatchResult("late", ARENA, ("a", "b"), (1.0, -1.0)))
+        assert not state.has_match("late") and state.match_count() == 15  # rolled back with its ratings
+        monkeypatch.undo()
+        assert state.record_match(MatchResult("late", ARENA, ("a", "b"), (1.0, -1.0))) is True  # the id is still free
 
 
 @pytest.mark.parametrize("decay", [1.0, 0.9])
@@ -93,7 +109,7 @@ def test_everything_survives_reopening(tmp_path):
         snap = main.checkpoint(rng)
         record = state.take_snapshot(snap, main)
         for r in random_results(20, ["main", "exp", snap.id]):
-            state.record_match(r, update_ratings(state.ratings(ARENA), r.players, r.scores))
+            state.record_match(r)
         state.set_progress("exp", episodes=128)
         state.set_meta("config", {"arena": ARENA, "seed": 3})
         memory = League(payoff=state.payoff())
@@ -148,8 +164,6 @@ def test_snapshots_are_copied_immutable_and_verified(tmp_path):
         assert state.verify_snapshots() == {}
         (copy / "model.safetensors").write_bytes(b"tampered")
         assert "differs from the recorded" in state.verify_snapshots()["lx@5"]
-        import shutil
-
         shutil.rmtree(copy)
         assert state.verify_snapshots()["lx@5"].startswith("missing")
 
@@ -176,7 +190,7 @@ def test_leaderboard_sorts_by_ordinal_and_counts_scores(tmp_path):
         outcomes = [(1.0, -1.0)] * 8 + [(0.0, 0.0)] * 2
         for k, scores in enumerate(outcomes):
             r = MatchResult(f"m{k}", ARENA, ("weak", "strong")[:: -1 if k % 2 else 1], scores if k % 2 else scores[::-1])
-            state.record_match(r, update_ratings(state.ratings(ARENA), r.players, r.scores))
+            state.record_match(r)
         board = state.leaderboard(ARENA)
         assert [row.player_id for row in board] == ["strong", "weak"]
         assert board[0].games == 10 and board[0].score == pytest.approx(0.9)
@@ -187,13 +201,12 @@ def test_leaderboard_sorts_by_ordinal_and_counts_scores(tmp_path):
 WRITER = """
 import sys
 from league.league import MatchResult
-from league.ratings import update_ratings
 from league.state import LeagueState
 state = LeagueState(sys.argv[1])
 k = 0
 while True:
     r = MatchResult(f"m{k}", "kuhn_poker_v0", ("a", "b"), (1.0, -1.0) if k % 3 else (-1.0, 1.0), seed=k)
-    state.record_match(r, update_ratings(state.ratings("kuhn_poker_v0"), r.players, r.scores))
+    state.record_match(r)
     k += 1
 """
 
