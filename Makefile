@@ -26,8 +26,12 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"
 
+# The peers of the trainer benchmark (extra "bench": comlrl, trl, and their datasets and wandb) only add
+# packages to the venv; the default test suite never needs them.
 bench: install
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/arena_speed.py
+	$(BIN)/python benchmarks/trainer_throughput.py --model both --steps 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis transcripts
