@@ -44,6 +44,7 @@ class TrainConfig(BaseModel):
     params: dict[str, Any] = {}
     channel: ChannelConfig | None = None
     policies: PolicyMapping = PolicyMapping()
+    frozen: list[str] = []  # policy ids that play but do not learn (e.g. a league opponent's snapshot)
     algorithm: Literal["magrpo", "igrpo", "spiral"] = "magrpo"
     steps: int = Field(50, ge=1)
     batch_size: int = Field(4, ge=1)  # start states per step
@@ -172,6 +173,28 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
     return total / normaliser, {"kl": kl_sum, "nll": nll_sum, "clipped": clipped}
 
 
+def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn, float]], cfg: TrainConfig,
+           ref: Policy | None = None) -> dict[str, float]:
+    """``cfg.epochs`` optimiser steps of one policy on its (turn, advantage) samples, in ``cfg.grad_accum`` micro-batches."""
+    norm = sum(len(t.completion_ids) for t, _ in batch) if cfg.loss_agg == "token" else len(batch)
+    chunks = np.array_split(np.arange(len(batch)), min(cfg.grad_accum, len(batch)))
+    policy.model.train()
+    for _ in range(cfg.epochs):
+        optim.zero_grad(set_to_none=True)
+        agg = {"loss": 0.0, "kl": 0.0, "nll": 0.0, "clipped": 0}
+        for chunk in chunks:
+            loss, s = policy_loss(policy, [batch[i][0] for i in chunk], [batch[i][1] for i in chunk], cfg, ref, norm)
+            loss.backward()
+            agg["loss"] += float(loss.detach())
+            for k in ("kl", "nll", "clipped"):
+                agg[k] += s[k]
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm)
+        optim.step()
+    tokens = sum(len(t.completion_ids) for t, _ in batch)
+    return {"loss": agg["loss"], "kl": agg["kl"] / len(batch), "entropy": agg["nll"] / len(batch),
+            "grad_norm": float(grad_norm), "clip_fraction": agg["clipped"] / max(1, tokens)}
+
+
 # ---------------------------------------------------------------------------- training
 def trainable(policy: Policy) -> bool:
     return hasattr(policy, "model") and any(p.requires_grad for p in policy.model.parameters())
@@ -182,13 +205,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     make_env = lambda: arenas.make(cfg.arena, channel=cfg.channel.model_dump() if cfg.channel else None, **cfg.params)  # noqa: E731
     agents = list(make_env().possible_agents)
     policies = cfg.policies.build(agents, arena=cfg.arena)
-    learners = {id(p): p for p in policies.values() if trainable(p)}
-    if not learners:
-        raise ValueError("no trainable policy in the mapping: give at least one agent a tiny or hf policy")
-    optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], lr=cfg.lr) for k, p in learners.items()}
-    refs = {k: p.clone() for k, p in learners.items()} if cfg.kl_coef > 0 else {}
     names = {id(p): pid for pid in cfg.policies.policies for a, p in policies.items()
              if cfg.policies.mapping.get(a, next(iter(cfg.policies.policies))) == pid}
+    unknown = sorted(set(cfg.frozen) - set(cfg.policies.policies))
+    if unknown:
+        raise ValueError(f"frozen: {', '.join(unknown)} not among the policies ({', '.join(cfg.policies.policies)})")
+    learners = {id(p): p for p in policies.values() if trainable(p) and names.get(id(p)) not in cfg.frozen}
+    if not learners:
+        raise ValueError("no trainable policy in the mapping: give at least one agent a tiny or hf policy that is not frozen")
+    optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], lr=cfg.lr) for k, p in learners.items()}
+    refs = {k: p.clone() for k, p in learners.items()} if cfg.kl_coef > 0 else {}
     out = Path(cfg.out)
     tracker = _tracker(cfg, agents, policies)
     arena_kwargs = {"channel": cfg.channel.model_dump() if cfg.channel else None, **cfg.params}
@@ -213,27 +239,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             stats: dict[str, float] = {}
             for key, policy in learners.items():
                 batch = [(t, a) for t, a in learn if policies[t.agent] is policy and t.completion_ids]
-                if not batch:
-                    continue
-                norm = sum(len(t.completion_ids) for t, _ in batch) if cfg.loss_agg == "token" else len(batch)
-                chunks = np.array_split(np.arange(len(batch)), min(cfg.grad_accum, len(batch)))
-                policy.model.train()
-                for _ in range(cfg.epochs):
-                    optims[key].zero_grad(set_to_none=True)
-                    agg = {"loss": 0.0, "kl": 0.0, "nll": 0.0, "clipped": 0}
-                    for chunk in chunks:
-                        turns = [batch[i][0] for i in chunk]
-                        loss, s = policy_loss(policy, turns, [batch[i][1] for i in chunk], cfg, refs.get(key), norm)
-                        loss.backward()
-                        agg["loss"] += float(loss.detach())
-                        for k in ("kl", "nll", "clipped"):
-                            agg[k] += s[k]
-                    grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm)
-                    optims[key].step()
-                name = names.get(key, "policy")
-                stats |= {f"loss/{name}": agg["loss"], f"kl/{name}": agg["kl"] / len(batch),
-                          f"entropy/{name}": agg["nll"] / len(batch), f"grad_norm/{name}": float(grad_norm),
-                          f"clip_fraction/{name}": agg["clipped"] / max(1, sum(len(t.completion_ids) for t, _ in batch))}
+                if batch:
+                    stats |= {f"{k}/{names.get(key, 'policy')}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key)).items()}
             # ---- logging
             metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats
             metrics |= {"time/rollout_s": t_roll, "time/step_s": time.perf_counter() - t0,
@@ -247,14 +254,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
                 break
     except BaseException:
-        _save(policies, names, out, tracker)  # a crash or Ctrl-C never loses the trained weights
+        _save(list(learners.values()), names, out, tracker)  # a crash or Ctrl-C never loses the trained weights
         if tracker:
             tracker.close("FAILED")
         raise
     finally:
         bar(None, None)
         executor.close()
-    saved = _save(policies, names, out, tracker)
+    saved = _save(list(learners.values()), names, out, tracker)
     if tracker:
         tracker.log_learning_curve(history, ["reward/joint_mean", "valid_rate", "success_rate"])
         tracker.close()
@@ -288,12 +295,11 @@ def evaluate(cfg: TrainConfig, policies: dict[str, Policy], episodes: int = 64, 
 
 
 # ---------------------------------------------------------------------------- plumbing
-def _save(policies: dict[str, Policy], names: dict[int, str], out: Path, tracker: Any) -> dict[str, Path]:
+def _save(learners: list[Policy], names: dict[int, str], out: Path, tracker: Any) -> dict[str, Path]:
     saved = {}
-    for p in dict.fromkeys(policies.values()):
-        if trainable(p):
-            name = names.get(id(p), "policy")
-            saved[name] = tracker.log_policy(p, name, out / "policies") if tracker else p.save(out / "policies" / name)
+    for p in learners:
+        name = names.get(id(p), "policy")
+        saved[name] = tracker.log_policy(p, name, out / "policies") if tracker else p.save(out / "policies" / name)
     return saved
 
 

@@ -161,3 +161,19 @@ def test_tree_credit_values_a_node_by_its_reward_plus_the_mean_of_its_children()
                    (0, 0): pytest.approx(0.5), (0, 1): pytest.approx(-0.5), (1, 0): 0.0, (1, 1): 0.0}
     with pytest.raises(ValueError, match="credit: tree is defined for algorithm magrpo only"):
         TrainConfig(arena="signalling_v0", credit="tree", algorithm="igrpo")
+
+
+def test_frozen_policies_play_but_do_not_learn(tmp_path):
+    from marl.policy import load_policy
+
+    spec = {"backend": "tiny", "gpt": SMALL, "seed": 3}
+    cfg = TrainConfig(arena="signalling_v0", params={"num_objects": 3}, steps=2, batch_size=2, group_size=2,
+                      max_new_tokens=4, lr=1e-2, tracking=False, out=str(tmp_path), frozen=["listener"],
+                      policies={"policies": {"speaker": spec, "listener": spec}, "mapping": {"speaker": "speaker", "listener": "listener"}})
+    result = train(cfg, progress=False)
+    fresh = cfg.policies.build(["speaker", "listener"], arena="signalling_v0")
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters()))  # noqa: E731
+    assert same(result["policies"]["listener"], fresh["listener"]) and not same(result["policies"]["speaker"], fresh["speaker"])
+    assert set(result["saved"]) == {"speaker"} and load_policy(str(result["saved"]["speaker"])) is not None
+    with pytest.raises(ValueError, match="frozen: nobody not among the policies"):
+        train(cfg.model_copy(update={"frozen": ["nobody"]}), progress=False)
