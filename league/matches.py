@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -78,6 +79,7 @@ def check_specs(specs: Sequence[MatchSpec]) -> None:
     from marl.policy import parse_policy
 
     seats: dict[tuple[str, str], list[str]] = {}  # (arena, params) -> possible agents
+    problems: dict[tuple[str, str], str | None] = {}  # (policy, arena) -> what is wrong with it
     seen: set[str] = set()
     for spec in specs:
         if not isinstance(spec, MatchSpec):
@@ -88,6 +90,8 @@ def check_specs(specs: Sequence[MatchSpec]) -> None:
         if spec.match_id in seen:
             raise ValueError(f"{where}: the match id appears more than once (each match is played and recorded once)")
         seen.add(spec.match_id)
+        if isinstance(spec.seed, bool) or not isinstance(spec.seed, numbers.Integral):
+            raise ValueError(f"{where}: seed must be an integer, got {spec.seed!r}")
         if spec.max_new_tokens < 1 or spec.temperature < 0:
             raise ValueError(f"{where}: need max_new_tokens >= 1 and temperature >= 0, "
                              f"got {spec.max_new_tokens} and {spec.temperature}")
@@ -107,7 +111,11 @@ def check_specs(specs: Sequence[MatchSpec]) -> None:
                 raise ValueError(f"{where}: {len(values)} {what} for the {len(agents)} seats of {spec.arena} "
                                  f"({', '.join(agents)})")
         for seat, (player, policy) in enumerate(zip(spec.players, spec.policies)):
-            problem = _policy_problem(policy, spec.arena, parse_policy)
+            if not isinstance(policy, str) or not policy:
+                raise ValueError(f"{where}, seat {seat}: a policy must be a non-empty string, got {policy!r}")
+            if (policy, spec.arena) not in problems:
+                problems[policy, spec.arena] = _policy_problem(policy, spec.arena, parse_policy)
+            problem = problems[policy, spec.arena]
             if problem:
                 raise ValueError(f"{where}, seat {seat} ({agents[seat]}, player {player!r}): {problem}")
 
@@ -115,8 +123,6 @@ def check_specs(specs: Sequence[MatchSpec]) -> None:
 def _policy_problem(policy: str, arena: str, parse_policy: Callable) -> str | None:
     import arenas
 
-    if not isinstance(policy, str) or not policy:
-        return f"policy must be a non-empty string, got {policy!r}"
     kind, _, rest = policy.partition(":")
     if _named(policy) or (kind == "remote" and "@" in rest):
         pass
@@ -137,8 +143,8 @@ def _policy_problem(policy: str, arena: str, parse_policy: Callable) -> str | No
         spec = parse_policy(policy)
         if spec.backend == "scripted":
             arenas.scripted(arena, spec.name or "random")
-    except ValueError as err:
-        return str(err)
+    except (ValueError, KeyError) as err:  # KeyError: a policy.json without "backend"
+        return f"{err.__class__.__name__}: {err}" if isinstance(err, KeyError) else str(err)
     return None
 
 
