@@ -58,6 +58,45 @@ def smollm2_path() -> Path:
     return target
 
 
+class _TokenLogProb(torch.autograd.Function):
+    """``log_softmax(logits)[target]`` over the last axis, row block by row block.
+
+    The vocabulary is wide (49,152 for SmolLM2) and the loss needs one entry per row: a plain log-softmax
+    writes and re-reads full-size temporaries several times (forward, gather, backward), which on a CPU
+    costs more than the LM head's matmul. Here each block of rows stays in cache in the forward pass, and
+    the backward pass writes the gradient once, recomputing the softmax from the saved logits.
+    """
+
+    BLOCK_ELEMENTS = 1 << 18  # about 1 MB of fp32 per block
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        flat, picks = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # half-precision logits: reduce in fp32
+        step = max(1, _TokenLogProb.BLOCK_ELEMENTS // flat.shape[1])
+        lse = torch.cat([torch.logsumexp(flat[i : i + step].to(dtype), -1) for i in range(0, len(flat), step)])
+        ctx.save_for_backward(logits, targets, lse)
+        return (flat.gather(1, picks[:, None]).squeeze(1).to(dtype) - lse).view(targets.shape)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, targets, lse = ctx.saved_tensors
+        flat, picks, g = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), grad.reshape(-1).to(lse.dtype)
+        out = torch.empty(flat.shape, dtype=lse.dtype, device=flat.device)
+        step = max(1, _TokenLogProb.BLOCK_ELEMENTS // flat.shape[1])
+        for i in range(0, len(flat), step):  # d/dlogits = (onehot(target) - softmax) * grad
+            block = out[i : i + step]
+            torch.sub(flat[i : i + step], lse[i : i + step, None], out=block)
+            block.exp_().mul_(-g[i : i + step, None])
+        out[torch.arange(len(flat), device=flat.device), picks] += g
+        return out.to(logits.dtype).view(logits.shape), None
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Log-probability of ``targets`` (shape S) under ``logits`` (shape S + [vocabulary]), differentiable."""
+    return _TokenLogProb.apply(logits, targets)
+
+
 class HFPolicy:
     backend = "hf"
 
@@ -183,7 +222,6 @@ class HFPolicy:
         c_ids = [self.encode_completion(c) if isinstance(c, str) else list(c) for c in completions]
         n = max(len(c) for c in c_ids)
         cache, first, mask, position = self._prefill(p_ids)
-        logits = first[:, None]
         if n > 1:  # the completions' own tokens, but the last, predict the next ones
             ids = torch.full((len(c_ids), n - 1), self.tokenizer.pad_token_id, dtype=torch.long)
             real = torch.zeros((len(c_ids), n - 1), dtype=torch.long)
@@ -195,11 +233,13 @@ class HFPolicy:
             positions = position[:, None] + torch.arange(n - 1, device=self.device)
             rest = self.model(input_ids=ids, attention_mask=torch.cat([mask, real], 1), position_ids=positions,
                               past_key_values=cache, use_cache=True).logits
-            logits = torch.cat([logits, rest], 1)
         targets = torch.zeros((len(c_ids), max(n, 1)), dtype=torch.long)
         for i, c in enumerate(c_ids):
             targets[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-        lp = torch.log_softmax(logits.float(), -1).gather(-1, targets.to(self.device)[..., None]).squeeze(-1)
+        targets = targets.to(self.device)
+        lp = token_logprobs(first, targets[:, 0])[:, None]
+        if n > 1:
+            lp = torch.cat([lp, token_logprobs(rest, targets[:, 1:])], 1)
         return [lp[i, : len(c)] for i, c in enumerate(c_ids)]
 
     def save(self, directory):

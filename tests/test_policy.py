@@ -118,6 +118,18 @@ def test_hf_group_shares_its_prompt_and_matches_rows_scored_alone(hf):
     assert empty[0].numel() == 0 and len(empty[1]) == len(c_ids[1])
 
 
+def test_token_logprobs_equal_log_softmax_with_gradients(monkeypatch):
+    from marl.hf import _TokenLogProb, token_logprobs
+
+    monkeypatch.setattr(_TokenLogProb, "BLOCK_ELEMENTS", 40)  # several row blocks of a 13-wide vocabulary
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 13, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 13, (3, 5))
+    want = torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)
+    torch.testing.assert_close(token_logprobs(logits, targets), want)
+    assert torch.autograd.gradcheck(lambda x: token_logprobs(x, targets), (logits,))
+
+
 def test_scripted_backend_and_names():
     p = load_policy("heuristic", arena="kuhn_poker_v0")
     assert isinstance(p, ScriptedPolicy)
