@@ -187,8 +187,8 @@ def _absolute(spec: MatchSpec) -> MatchSpec:
 
 # ---------------------------------------------------------------------------- policies, loaded once
 class PolicyCache:
-    """Loaded policies by name (scripted ones per arena) or by folder and fingerprint, least recently used
-    evicted beyond ``max_policies``. ``loads`` counts the policies built."""
+    """Loaded policies by name or folder (with its fingerprint) and arena, the least recently used evicted
+    beyond ``max_policies``. ``loads`` counts the policies built."""
 
     def __init__(self, max_policies: int = 32):
         self.max_policies = max_policies
@@ -200,15 +200,15 @@ class PolicyCache:
         files (from :class:`RayMatches`), fetched only when this cache does not hold that version."""
         from marl.policy import load_policy
 
-        found = None if shipped else policy_folder(policy)
-        if shipped is not None:
-            key, fp = (policy, ""), shipped[0]
+        found = policy_folder(policy) if shipped is None else None
+        if shipped is not None:  # the folder's files, sent by RayMatches
+            key, fp = (policy, arena), shipped[0]
             load = lambda: _load_shipped(policy, shipped[1], arena)  # noqa: E731
-        elif found is not None:
-            key, fp = (found[0] + str(found[1].resolve()), ""), fingerprint(found[1])
+        elif found is not None:  # a folder on this machine
+            key, fp = (found[0] + str(found[1].resolve()), arena), fingerprint(found[1])
             load = lambda: load_policy(policy, arena)  # noqa: E731
-        else:
-            key, fp = (policy, arena), None  # scripted policies are per arena
+        else:  # a name: scripted, a fresh tiny GPT, a hub model, an endpoint
+            key, fp = (policy, arena), None
             load = lambda: load_policy(policy, arena)  # noqa: E731
         hit = self._items.get(key)
         if hit is not None and hit[0] == fp:
@@ -358,8 +358,9 @@ class LocalMatches:
 class RayMatches:
     """Plays matches on ``num_workers`` Ray actors (1 CPU each). Uses the running Ray instance, or starts
     one (``address`` for an existing cluster; else a local one with ``num_workers`` CPUs); ``close``
-    stops the actors, not Ray. A batch whose actor dies is played again on a fresh actor, up to
-    ``max_retries`` times. ``replaced`` counts the actors replaced so far; ``busy`` maps each busy
+    stops the actors, not Ray. Ray runs its workers at nice 15: on a machine shared with other jobs, set
+    ``RAY_worker_niceness=0`` before Ray starts. A batch whose actor dies is played again on a fresh
+    actor, up to ``max_retries`` times. ``replaced`` counts the actors replaced so far; ``busy`` maps each busy
     actor's index in ``workers`` to the match ids it is playing."""
 
     def __init__(self, num_workers: int = 2, address: str | None = None, max_retries: int = 3,
@@ -394,8 +395,16 @@ class RayMatches:
                 continue
             fp = fingerprint(found[1])
             ref = self._files.get((policy, fp))
+            for _ in range(3):
+                if ref is not None:
+                    break
+                files = _read_files(found[1])
+                if fingerprint(found[1]) == fp:  # not saved again while we read it
+                    ref = self.ray.put(files)
+                else:
+                    fp = fingerprint(found[1])
             if ref is None:
-                ref = self.ray.put(_read_files(found[1]))
+                raise RuntimeError(f"policy folder {found[1]} kept changing while its files were read")
             keep[policy, fp] = ref
             shipped[policy] = (fp, ref)
         self._files = keep
@@ -436,10 +445,10 @@ class RayMatches:
                 try:
                     out = self.ray.get(done[0])
                 except retry_on as err:
+                    self._replace(w)  # a fresh actor in its place, also when we give up: the executor stays usable
                     if tries >= self.max_retries:
                         ids = [specs[i].match_id for i in batches[k]]
                         raise RuntimeError(f"matches {ids} lost their worker {tries + 1} times; last error: {err}") from err
-                    self._replace(w)
                     queue.appendleft((k, tries + 1))
                     idle.append(w)
                     continue

@@ -72,7 +72,7 @@ def test_local_results_follow_the_specs_and_the_plan(folders):
     results = ex.run(specs)
     assert [r.match_id for r in results] == [s.match_id for s in specs]
     assert [r.players for r in results] == [s.players for s in specs]
-    assert ex.run(specs) == results  # seeded
+    assert ex.run(specs, progress=True) == results  # seeded
     assert len({r.scores for r in results}) > 1
     # batch size 1: every match is its own play_match
     assert LocalMatches(batch_size=1).run(specs) == [play_match(s) for s in specs]
@@ -180,29 +180,57 @@ def test_ray_gives_the_same_results_as_local(folders, ray_matches, monkeypatch, 
     assert after == LocalMatches(batch_size=2).run(specs) and after != before
 
 
-def test_a_worker_killed_mid_batch_costs_no_result(folders, ray_matches, tmp_path):
-    for i in range(2):  # default size: a few tenths of a second per match, so the kill lands mid-batch
-        TinyPolicy.create(seed=10 + i).save(tmp_path / f"big{i}")
-    specs = [MatchSpec(f"k{k}", KUHN, ("a", "b"), (str(tmp_path / f"big{k % 2}"), "random"), seed=k, params=FALLBACK)
-             for k in range(8)]
-    expected = LocalMatches(batch_size=2).run(specs)
-    replaced = ray_matches.replaced
-    out: dict = {}
-    runner = threading.Thread(target=lambda: out.update(results=ray_matches.run(specs)))
-    runner.start()
-    deadline = time.time() + 30
-    while 0 not in ray_matches.busy and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.3)
-    assert 0 in ray_matches.busy, "worker 0 never got a batch, or finished before the kill"
-    victim = ray_matches.workers[0]
+def big_specs(root, n, prefix):
+    """Default-size GPTs: a few tenths of a second per match, so a kill lands mid-batch."""
+    for i in range(2):
+        if not (root / f"big{i}").is_dir():
+            TinyPolicy.create(seed=10 + i).save(root / f"big{i}")
+    return [MatchSpec(f"{prefix}{k}", KUHN, ("a", "b"), (str(root / f"big{k % 2}"), "random"), seed=k, params=FALLBACK)
+            for k in range(n)]
+
+
+def run_and_kill_worker_0(ex, specs):
+    """Run the specs in a thread and kill actor 0 while it plays a batch; returns (results, error)."""
     import ray
 
+    out: dict = {}
+
+    def target():
+        try:
+            out["results"] = ex.run(specs)
+        except Exception as err:  # noqa: BLE001 (handed to the test)
+            out["error"] = err
+
+    runner = threading.Thread(target=target)
+    runner.start()
+    deadline = time.time() + 30
+    while 0 not in ex.busy and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert 0 in ex.busy, "worker 0 never got a batch, or finished before the kill"
+    victim = ex.workers[0]
     ray.kill(victim)  # mid-batch: the batch it plays is re-run on a fresh actor
     runner.join(timeout=120)
     assert not runner.is_alive()
-    assert ray_matches.replaced == replaced + 1 and ray_matches.workers[0] is not victim
-    results = out["results"]
+    assert ex.workers[0] is not victim
+    return out.get("results"), out.get("error")
+
+
+def test_a_worker_killed_mid_batch_costs_no_result(tmp_path_factory, ray_matches):
+    specs = big_specs(tmp_path_factory.mktemp("big"), 8, "k")
+    expected = LocalMatches(batch_size=2).run(specs)
+    replaced = ray_matches.replaced
+    results, error = run_and_kill_worker_0(ray_matches, specs)
+    assert error is None and ray_matches.replaced == replaced + 1
     assert [r.match_id for r in results] == [s.match_id for s in specs]  # each exactly once, in order
     assert results == expected
     assert json.dumps([r.scores for r in results])  # plain floats
+
+
+def test_a_batch_that_keeps_losing_its_worker_fails_clearly(tmp_path_factory, ray_matches, monkeypatch):
+    root = tmp_path_factory.mktemp("big")
+    monkeypatch.setattr(ray_matches, "max_retries", 0)
+    results, error = run_and_kill_worker_0(ray_matches, big_specs(root, 4, "g"))
+    assert results is None and isinstance(error, RuntimeError) and "lost their worker 1 times" in str(error)
+    quick = [MatchSpec(f"q{k}", KUHN, ("x", "y"), ("heuristic", "random"), seed=k) for k in range(4)]
+    assert ray_matches.run(quick) == LocalMatches(batch_size=2).run(quick)  # a fresh actor took its place
