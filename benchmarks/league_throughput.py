@@ -191,9 +191,11 @@ def main() -> None:
                          f"{2 * c['local_1'] / c['ray']:.2f}x"])
     cpu_header = ["case", "in-process (1 thread)", "Ray (actors + this process)", "Ray / 1 thread on free cores"]
     gpt = res["gpt"]
+    gpt_cpu = res["gpt", "cpu"]
     notes = [f"Batching, tiny GPT in-process (1 thread): lock-step batches of up to 8 "
-             f"{gpt['local_1']:.2f} matches/s, one match per batch {gpt['local_unbatched']:.2f} matches/s "
-             f"({gpt['local_1'] / gpt['local_unbatched']:.2f}x)",
+             f"{gpt['local_1']:.2f} matches/s and {gpt_cpu['local_1'] * 1e3:.0f} ms CPU per match; one match per "
+             f"batch {gpt['local_unbatched']:.2f} matches/s and {gpt_cpu['local_unbatched'] * 1e3:.0f} ms CPU per match "
+             f"(batches save {gpt_cpu['local_unbatched'] / gpt_cpu['local_1']:.2f}x CPU)",
              f"Ray start: ray.init {res['ray_init_s']:.1f} s, 2 actors ready {res['actors_s']:.1f} s (not in the rates)",
              f"Load average before {load:.1f}, after {os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0:.1f}"]
     book_header = ["bookkeeping", "per match", "vs a tiny GPT match", "vs a scripted match"]
