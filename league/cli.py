@@ -9,6 +9,7 @@ from rich.console import Console
 
 from arenas import cli as arenas_cli
 from arenas.config import ConfigError
+from league import runner as league_runner
 from marl import cli as marl_cli
 
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     arenas_cli.add_commands(sub, policy_factory=marl_cli.policy_factory)
     marl_cli.add_commands(sub)
+    league_runner.add_commands(sub)
     return parser
 
 

@@ -67,14 +67,17 @@ class Tracker:
 
     The tracking URI is ``tracking_uri`` if given, else the ``MLFLOW_TRACKING_URI`` environment variable,
     else ``sqlite:///mlflow.db`` in the current folder (artifacts then go to ``./mlruns``). The experiment
-    is created if missing. ``parent_run_id`` makes this a nested run of that run.
+    is created if missing. ``parent_run_id`` makes this a nested run of that run. ``run_id`` attaches to
+    an existing run instead of creating one (a resumed job goes on logging where it stopped): the run is
+    marked RUNNING again and its params are left as they are.
 
     Use as a context manager to end the run FINISHED, or FAILED when the block raises (the exception
     propagates); otherwise call ``close``.
     """
 
     def __init__(self, experiment: str, config: dict, tags: dict[str, str] | None = None,
-                 tracking_uri: str | None = None, run_name: str | None = None, parent_run_id: str | None = None):
+                 tracking_uri: str | None = None, run_name: str | None = None, parent_run_id: str | None = None,
+                 run_id: str | None = None):
         self.tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         self.failures = 0
@@ -89,14 +92,20 @@ class Tracker:
             run_tags["mlflow.parentRunId"] = parent_run_id
         try:
             self._check_reachable()
-            experiment_id = self._experiment_id(experiment)
-            run = self.client.create_run(experiment_id, tags=run_tags, run_name=run_name)
+            if run_id:
+                run = self.client.get_run(run_id)
+                self.client.update_run(run_id, status="RUNNING")
+            else:
+                experiment_id = self._experiment_id(experiment)
+                run = self.client.create_run(experiment_id, tags=run_tags, run_name=run_name)
         except TrackingError:
             raise
         except Exception as e:
             raise TrackingError(f"cannot start an MLflow run at {self.tracking_uri!r}: {e}") from e
         self.run_id: str = run.info.run_id
         self.run_name: str = run.info.run_name
+        if run_id:
+            return  # attached: params and tags were logged when the run was created
 
         params = [Param(key, str(value)[:MAX_PARAM_VALUE_LENGTH]) for key, value in flatten(config).items()]
         for i in range(0, len(params), PARAMS_PER_BATCH):
@@ -176,6 +185,37 @@ class Tracker:
     def log_dict(self, data: dict | list, artifact_file: str) -> None:
         """JSON or YAML by the file's extension (MLflow's rule)."""
         self._safe(f"dict {artifact_file}", self.client.log_dict, self.run_id, data, artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a local file (under ``artifact_path`` in the run, or at its root)."""
+        self._safe(f"artifact {path}", self.client.log_artifact, self.run_id, str(path), artifact_path)
+
+    def log_artifacts(self, directory: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a local folder's files (under ``artifact_path`` in the run, or at its root)."""
+        self._safe(f"artifacts {directory}", self.client.log_artifacts, self.run_id, str(directory), artifact_path)
+
+    def register_model(self, artifact_path: str, name: str, alias: str | None = None,
+                       tags: dict[str, str] | None = None) -> str | None:
+        """Register this run's artifact folder as a new version of the model ``name`` (created if missing),
+        optionally pointing ``alias`` (e.g. ``champion``) at it. Returns the version, or None on failure."""
+        try:
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as e:
+                if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                    raise
+            version = self.client.create_model_version(name, f"runs:/{self.run_id}/{artifact_path}", run_id=self.run_id,
+                                                       tags={str(k): str(v) for k, v in (tags or {}).items()})
+            if alias:
+                self.client.set_registered_model_alias(name, alias, version.version)
+            return str(version.version)
+        except Exception as e:
+            self._failed(f"register model {name}", e)
+            return None
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self._safe(f"tag {key}", self.client.set_tag, self.run_id, str(key), str(value))
 
     def log_learning_curve(self, history: list[dict[str, float]], keys: list[str],
                            artifact_file: str = "learning_curve.png") -> None:
