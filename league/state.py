@@ -322,9 +322,17 @@ class LeagueState:
 
     @staticmethod
     def _latest_ratings(c: sqlite3.Connection, arena: str, players: Sequence[str] | None = None) -> dict[str, Rating]:
-        rows = c.execute("SELECT player_id, mu, sigma FROM ratings WHERE seq IN "
-                         "(SELECT MAX(seq) FROM ratings WHERE arena = ? GROUP BY player_id)", (arena,))
-        return {p: Rating(mu, sigma) for p, mu, sigma in rows if players is None or p in players}
+        if players is None:
+            rows = c.execute("SELECT player_id, mu, sigma FROM ratings WHERE seq IN "
+                             "(SELECT MAX(seq) FROM ratings WHERE arena = ? GROUP BY player_id)", (arena,))
+            return {p: Rating(mu, sigma) for p, mu, sigma in rows}
+        out = {}  # a match's seats: one indexed lookup each, so writing a match stays cheap as history grows
+        for p in set(players):
+            row = c.execute("SELECT mu, sigma FROM ratings WHERE arena = ? AND player_id = ? ORDER BY seq DESC LIMIT 1",
+                            (arena, p)).fetchone()
+            if row:
+                out[p] = Rating(*row)
+        return out
 
     def has_match(self, match_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM matches WHERE match_id = ?", (match_id,)).fetchone() is not None
