@@ -11,7 +11,9 @@ temperature 1, top-p 1), group-relative advantages, a policy-gradient loss, one 
 - Agora, 1 agent: the same trainer with the partner played by the arena's scripted heuristic, so only
   one model samples and learns: the same work as TRL's single-agent step.
 - TRL ``GRPOTrainer``, 1 agent: ``bf16=False, gradient_checkpointing=False`` (this CPU has no bf16),
-  ``beta=0`` (no reference model, like the others), 8 completions per step.
+  ``beta=0`` (no reference model, like the others), 8 completions per step. The bench extra pins trl
+  1.14.2: from 1.15 on, TRL's fused LM-head kernel runs as a torch fallback on CPU, 5-8x slower per step
+  here, and the comparison should be with the peer at its best.
 
 The arena (``bench_matrix_v0``, registered here) is the climbing game of ``climbing_v0`` whose start
 states alternate between two payoff tables (the climbing and the penalty game of Claus and Boutilier),
@@ -25,12 +27,12 @@ SmolLM2-135M-Instruct (``marl.hf.smollm2_path()``). Each trainer does one warm-u
 timed steps; the table shows medians. Completions/s counts the learning agents' completions; tokens/s
 their generated tokens (up to and with the end-of-sequence token).
 
-Compute bound: the least arithmetic a step needs, with N the parameters of the model's matmuls (its
-Linear layers, the LM head included): 2N per prompt token (prefill, once per prompt and agent) and per
-generated token, plus 6N per trained token (forward and backward), where a group's trained tokens are its
-prompt once and its completions. Over the fp32 matmul FLOP/s that torch reaches on this machine in the
-same run (the best of a few 2048x2048 products), that gives the least time a step could take; the
-table's "bound" column is that least time over the measured step time.
+Compute bound: the least arithmetic a step needs, about 2N FLOPs per generated token and 6N per trained
+token, N the parameters of the model's matmuls (its Linear layers): a prompt is prefilled and trained once
+per group (its tokens need no LM head, so N there is without it) and each completion token is generated and
+trained once. At the fp32 matmul FLOP/s that torch reaches on this machine in the same run (the best of a
+few 2048x2048 products) that arithmetic takes a least time; the "bound" column is that least time over the
+measured step time.
 
     pip install -e ".[bench]"   # comlrl and trl (see the Makefile's bench target)
     python benchmarks/trainer_throughput.py [--model tiny|smollm2|both] [--steps 3]
@@ -135,8 +137,10 @@ def load(path: Path):
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), AutoTokenizer.from_pretrained(path)
 
 
-def matmul_params(model) -> int:
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+def matmul_params(model) -> tuple[int, int]:
+    """Parameters of the model's matmuls: all of them, and those of its LM head."""
+    total = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return total, model.get_output_embeddings().weight.numel()
 
 
 def chat(tokenizer, text: str) -> list[int]:
@@ -186,7 +190,7 @@ def run_agora(path: Path, smollm2: bool, agents: int, steps: int, tmp: Path) -> 
                       tracking=False, out=str(tmp / "agora-run"), seed=0)
     # the trainer's start seeds of a step are consecutive: one of each table, like the peers' 2 prompts
     out = train(cfg, progress=False)
-    res = Result(f"Agora MAGRPO ({agents} agent{'s' * (agents > 1)})", agents)
+    res = Result(f"Agora MAGRPO, {agents} agent{'s' * (agents > 1)}", agents)
     for h in out["history"][1:]:
         res.step_s.append(h["time/step_s"])
         res.tokens.append(round(h["speed/tokens_per_s"] * h["time/rollout_s"]))
@@ -196,7 +200,7 @@ def run_agora(path: Path, smollm2: bool, agents: int, steps: int, tmp: Path) -> 
 
 # ---------------------------------------------------------------------------- comlrl
 def run_comlrl(path: Path, steps: int) -> Result:
-    res = Result("comlrl MAGRPOTrainer (2 agents)", 2)
+    res = Result("comlrl MAGRPOTrainer, 2 agents", 2)
     from comlrl.trainers.reinforce.magrpo import MAGRPOConfig, MAGRPOTrainer
     from datasets import Dataset
 
@@ -239,7 +243,7 @@ def run_comlrl(path: Path, steps: int) -> Result:
 
 # ---------------------------------------------------------------------------- TRL
 def run_trl(path: Path, steps: int, tmp: Path) -> Result:
-    res = Result("TRL GRPOTrainer (1 agent)", 1)
+    res = Result("TRL GRPOTrainer, 1 agent", 1)
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -295,19 +299,31 @@ def bench(model: str, steps: int, tmp: Path) -> tuple[list[tuple[Result, Result 
     text = prompts(list(range(PROMPTS)))
     prompt_tokens = {a: sum(len(chat(tok, t)) for t in text[a]) for a in AGENTS}
     smollm2 = model == "smollm2"
-    agora2 = guarded("Agora MAGRPO (2 agents)", 2, run_agora, path, smollm2, 2, steps, tmp)
-    comlrl = guarded("comlrl MAGRPOTrainer (2 agents)", 2, run_comlrl, path, steps)
-    agora1 = guarded("Agora MAGRPO (1 agent)", 1, run_agora, path, smollm2, 1, steps, tmp)
-    trl = guarded("TRL GRPOTrainer (1 agent)", 1, run_trl, path, steps, tmp)
-    info = {"params": n, "prompt_tokens": prompt_tokens}
+    agora2 = guarded("Agora MAGRPO, 2 agents", 2, run_agora, path, smollm2, 2, steps, tmp)
+    comlrl = guarded("comlrl MAGRPOTrainer, 2 agents", 2, run_comlrl, path, steps)
+    agora1 = guarded("Agora MAGRPO, 1 agent", 1, run_agora, path, smollm2, 1, steps, tmp)
+    trl = guarded("TRL GRPOTrainer, 1 agent", 1, run_trl, path, steps, tmp)
+    info = {"params": n[0], "head": n[1], "prompt_tokens": prompt_tokens}
     return [(agora2, None), (comlrl, agora2), (agora1, None), (trl, agora1)], info
 
 
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in ("comlrl", "trl", "transformers", "torch"):
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name} not installed")
+    return ", ".join(out)
+
+
 def least_seconds(res: Result, info: dict, flops: float) -> float:
-    n = info["params"]
+    """The step's least arithmetic (see the module docstring) at the matmul peak."""
+    n, body = info["params"], info["params"] - info["head"]
     prompt = info["prompt_tokens"]["agent_0"] + (info["prompt_tokens"]["agent_1"] if res.agents == 2 else 0)
-    gen = res.median_tokens()
-    return (2 * n * (prompt + gen) + 6 * n * (prompt + gen)) / flops
+    return (2 + 6) * (body * prompt + n * res.median_tokens()) / flops
 
 
 def main() -> None:
@@ -334,24 +350,27 @@ def main() -> None:
             for res, ours in results:
                 if res.error:
                     notes.append(f"{model}: {res.name} could not run: {res.error}")
-                    rows.append([model, res.name, "-", "-", "-", "-", "n/a", "-"])
+                    rows.append([model, res.name, "-", "-", "-", "-", "n/a", "n/a", "-"])
                     continue
                 step = res.median_step()
-                ratio = ""
+                ratios = ["", ""]
                 if ours is not None and not ours.error:
-                    ratio = f"{res.median_step() / ours.median_step() * ours.completions / res.completions:.2f}x"
+                    ratios = [f"{(ours.completions / ours.median_step()) / (res.completions / step):.2f}x",
+                              f"{(ours.median_tokens() / ours.median_step()) / (res.median_tokens() / step):.2f}x"]
                 rows.append([model, res.name, f"{step:.2f}", f"{res.completions / step:.2f}",
                              f"{res.median_tokens() / step:.1f}", f"{res.median_tokens() / res.completions:.1f}",
-                             ratio, f"{least_seconds(res, info, flops) / step:.1%}"])
-            notes.append(f"{model}: N = {info['params'] / 1e6:.2f}M matmul parameters; prompt tokens per step "
+                             *ratios, f"{least_seconds(res, info, flops) / step:.1%}"])
+            notes.append(f"{model}: N = {info['params'] / 1e6:.2f}M matmul parameters ({info['head'] / 1e6:.2f}M in the LM head); prompt tokens per step "
                          f"(2 prompts) agent_0 {info['prompt_tokens']['agent_0']}, agent_1 {info['prompt_tokens']['agent_1']}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    header = ["model", "trainer", "s/step", "completions/s", "tokens/s", "tokens/completion", "Agora speed-up", "bound"]
+    header = ["model", "trainer", "s/step", "completions/s", "tokens/s", "tokens/completion", "Agora: completions/s",
+              "Agora: tokens/s", "bound"]
     title = (f"One training step on CPU ({torch.get_num_threads()} threads, fp32): {PROMPTS} prompts x group {GROUP}, "
              f"{NEW_TOKENS} new tokens, median of {args.steps} steps after 1 warm-up; torch matmul peak "
              f"{flops / 1e9:.0f} GFLOP/s")
-    foot = ["Agora speed-up: the Agora row above it (same number of learning agents) in completions/s over this row's.",
+    foot = [f"Peers: {versions()}.",
+            "Agora: the Agora row above (same number of learning agents) over this row, in completions/s and in tokens/s.",
             "bound: least time of the step's arithmetic at the matmul peak over the measured step time.", *notes]
     try:
         from rich.console import Console
@@ -368,7 +387,10 @@ def main() -> None:
         table.add_column(h, justify="left" if h in ("model", "trainer") else "right")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a log file: no wrapping at 80 columns
+        console = Console(width=150)
+    console.print(table)
 
 
 if __name__ == "__main__":
