@@ -23,9 +23,11 @@ pad token, and SmolLM2's pad token is ``<|im_end|>``, which its chat template us
 comlrl's tokenizer therefore gets ``<|endoftext|>`` as its pad token.
 
 Models: ``tiny``, a random Llama (4 layers, d=64) with SmolLM2's tokenizer, built here; ``smollm2``,
-SmolLM2-135M-Instruct (``marl.hf.smollm2_path()``). Each trainer does one warm-up step, then ``--steps``
-timed steps; the table shows medians. Completions/s counts the learning agents' completions; tokens/s
-their generated tokens (up to and with the end-of-sequence token).
+SmolLM2-135M-Instruct (``marl.hf.smollm2_path()``). Agora and the peer it is compared with run in two
+processes that take turns step by step (one warm-up step each, then ``--steps`` timed rounds), so that load
+from other programs on the machine hits both alike; Agora's pause between steps is its trainer's progress
+callback, outside the step's own timing. The table shows medians. Completions/s counts the learning agents'
+completions; tokens/s their generated tokens (up to and with the end-of-sequence token).
 
 Compute bound: the least arithmetic a step needs, about 2N FLOPs per generated token and 6N per trained
 token, N the parameters of the model's matmuls (its Linear layers): a prompt is prefilled and trained once
@@ -41,7 +43,6 @@ measured step time.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import shutil
 import statistics
@@ -179,28 +180,53 @@ class Result:
         return statistics.median(self.tokens)
 
 
+# ---------------------------------------------------------------------------- taking turns
+class Baton:
+    """A trainer running in a worker process does one step per turn: it waits for ``go`` before its first step
+    and, after each step, reports the step's seconds and generated tokens and waits again. Its partner's step
+    runs in between, so machine noise hits both trainers of a comparison alike."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def start(self) -> None:
+        self.conn.recv()
+
+    def step(self, seconds: float, tokens: int) -> None:
+        self.conn.send(("step", seconds, tokens))
+        self.conn.recv()
+
+
 # ---------------------------------------------------------------------------- Agora
-def run_agora(path: Path, smollm2: bool, agents: int, steps: int, tmp: Path) -> Result:
-    from marl.magrpo import TrainConfig, train
+def run_agora(baton: Baton, path: Path, smollm2: bool, agents: int, steps: int, tmp: Path) -> None:
+    """``marl.magrpo.train`` itself; its per-step progress callback is where the baton changes hands (outside
+    the step's own timing, ``time/step_s``)."""
+    from marl import magrpo
 
     spec = {"backend": "smollm2"} if smollm2 else {"backend": "hf", "path": str(path)}
     policies = {"p0": spec, "p1": spec if agents == 2 else {"backend": "scripted", "name": "heuristic"}}
-    cfg = TrainConfig(arena=ARENA, policies={"policies": policies, "mapping": {"agent_0": "p0", "agent_1": "p1"}},
-                      steps=steps + 1, batch_size=PROMPTS, group_size=GROUP, max_new_tokens=NEW_TOKENS, lr=LR,
-                      tracking=False, out=str(tmp / "agora-run"), seed=0)
     # the trainer's start seeds of a step are consecutive: one of each table, like the peers' 2 prompts
-    out = train(cfg, progress=False)
-    res = Result(f"Agora MAGRPO, {agents} agent{'s' * (agents > 1)}", agents)
-    for h in out["history"][1:]:
-        res.step_s.append(h["time/step_s"])
-        res.tokens.append(round(h["speed/tokens_per_s"] * h["time/rollout_s"]))
-    shutil.rmtree(tmp / "agora-run", ignore_errors=True)
-    return res
+    cfg = magrpo.TrainConfig(arena=ARENA, policies={"policies": policies, "mapping": {"agent_0": "p0", "agent_1": "p1"}},
+                             steps=steps + 1, batch_size=PROMPTS, group_size=GROUP, max_new_tokens=NEW_TOKENS, lr=LR,
+                             tracking=False, out=str(tmp / f"agora-{agents}"), seed=0)
+
+    def progress(enabled: bool, total: int):
+        baton.start()
+
+        def bar(step, metrics):
+            if step is not None:
+                baton.step(metrics["time/step_s"], round(metrics["speed/tokens_per_s"] * metrics["time/rollout_s"]))
+        return bar
+
+    if not callable(getattr(magrpo, "_progress", None)):
+        raise RuntimeError("marl.magrpo has no _progress(enabled, steps) hook to pace its steps")
+    magrpo._progress = progress
+    magrpo.train(cfg, progress=True)
+    shutil.rmtree(tmp / f"agora-{agents}", ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- comlrl
-def run_comlrl(path: Path, steps: int) -> Result:
-    res = Result("comlrl MAGRPOTrainer, 2 agents", 2)
+def run_comlrl(baton: Baton, path: Path, steps: int) -> None:
     from comlrl.trainers.reinforce.magrpo import MAGRPOConfig, MAGRPOTrainer
     from datasets import Dataset
 
@@ -230,20 +256,17 @@ def run_comlrl(path: Path, steps: int) -> Result:
         return out
 
     trainer._generate_completions = counting
-    for step in range(steps + 1):
+    baton.start()
+    for step in range(steps + 1):  # one train() epoch over the 2 prompts: one update per agent
         generated.clear()
         torch.manual_seed(step)
         t0 = time.perf_counter()
         trainer.train()
-        if step:
-            res.step_s.append(time.perf_counter() - t0)
-            res.tokens.append(sum(generated))
-    return res
+        baton.step(time.perf_counter() - t0, sum(generated))
 
 
 # ---------------------------------------------------------------------------- TRL
-def run_trl(path: Path, steps: int, tmp: Path) -> Result:
-    res = Result("TRL GRPOTrainer, 1 agent", 1)
+def run_trl(baton: Baton, path: Path, steps: int, tmp: Path) -> None:
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -257,15 +280,16 @@ def run_trl(path: Path, steps: int, tmp: Path) -> Result:
         generated.append(sum(len(c) for c in completion_ids))
         return [joint_reward(int(s), c[0]["content"], partner(int(s))) for s, c in zip(seed, completions)]
 
-    class Timer(TrainerCallback):
+    class Timer(TrainerCallback):  # a step, generation included, runs from on_step_begin to on_step_end
+        def on_train_begin(self, args, state, control, **kw):
+            baton.start()
+
         def on_step_begin(self, args, state, control, **kw):
             generated.clear()
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
-            if state.global_step > 1:  # the first step warms up
-                res.step_s.append(time.perf_counter() - self.t0)
-                res.tokens.append(sum(generated))
+            baton.step(time.perf_counter() - self.t0, sum(generated))
 
     args = GRPOConfig(output_dir=str(tmp / "trl"), max_steps=steps + 1, per_device_train_batch_size=PROMPTS * GROUP,
                       gradient_accumulation_steps=1, num_generations=GROUP, max_completion_length=NEW_TOKENS,
@@ -275,34 +299,83 @@ def run_trl(path: Path, steps: int, tmp: Path) -> Result:
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
                           callbacks=[Timer()])
     trainer.train()
-    return res
 
 
-# ---------------------------------------------------------------------------- table
-def guarded(name: str, agents: int, fn, *a) -> Result:
+# ---------------------------------------------------------------------------- turns and table
+RUNNERS = {"agora2": ("Agora MAGRPO, 2 agents", 2), "comlrl": ("comlrl MAGRPOTrainer, 2 agents", 2),
+           "agora1": ("Agora MAGRPO, 1 agent", 1), "trl": ("TRL GRPOTrainer, 1 agent", 1)}
+
+
+def worker(kind: str, model: str, path: str, steps: int, threads: int | None, tmp: str, conn) -> None:
+    """One trainer in its own process (its own memory and library state), stepping when the baton says."""
+    if threads:
+        torch.set_num_threads(threads)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    register_arena()
+    baton = Baton(conn)
     try:
-        return fn(*a)
+        if kind.startswith("agora"):
+            run_agora(baton, Path(path), model == "smollm2", RUNNERS[kind][1], steps, Path(tmp))
+        elif kind == "comlrl":
+            run_comlrl(baton, Path(path), steps)
+        else:
+            run_trl(baton, Path(path), steps, Path(tmp))
+        conn.send(("done",))
     except ImportError as e:
-        return Result(name, agents, error=f"not installed ({e.name or e}): pip install -e \".[bench]\"")
+        conn.send(("error", f"not installed ({e.name or e}): pip install -e \".[bench]\""))
     except Exception as e:  # a peer that cannot run says exactly why, and the table goes on without it
         traceback.print_exc()
-        return Result(name, agents, error=f"{type(e).__name__}: {e}".splitlines()[0][:200])
-    finally:
-        gc.collect()
+        conn.send(("error", f"{type(e).__name__}: {e}".splitlines()[0][:200]))
 
 
-def bench(model: str, steps: int, tmp: Path) -> tuple[list[tuple[Result, Result | None]], dict]:
+def take_turns(kinds: tuple[str, ...], model: str, path: Path, steps: int, threads: int | None, tmp: Path) -> list[Result]:
+    """The trainers in ``kinds`` step by turns, one at a time: a warm-up step each, then ``steps`` rounds."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results, procs = {}, {}
+    for kind in kinds:
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(target=worker, args=(kind, model, str(path), steps, threads, str(tmp), theirs), daemon=True)
+        proc.start()
+        procs[kind], results[kind] = (proc, mine), Result(*RUNNERS[kind])
+
+    def turn(kind: str) -> tuple:
+        proc, conn = procs[kind]
+        conn.send("go")
+        while not conn.poll(1.0):
+            if not proc.is_alive():
+                return ("error", f"its process ended with exit code {proc.exitcode}")
+        return conn.recv()
+
+    for step in range(steps + 1):
+        for kind in kinds:
+            if results[kind].error:
+                continue
+            msg = turn(kind)
+            if msg[0] == "error":
+                results[kind].error = msg[1]
+            elif msg[0] == "step" and step > 0:  # step 0 warms up
+                results[kind].step_s.append(msg[1])
+                results[kind].tokens.append(msg[2])
+    for kind, (proc, _) in procs.items():
+        if not results[kind].error and (msg := turn(kind))[0] == "error":  # let the trainer finish
+            results[kind].error = msg[1]
+        proc.join(timeout=60)
+    return [results[k] for k in kinds]
+
+
+def bench(model: str, steps: int, threads: int | None, tmp: Path) -> tuple[list[tuple[Result, Result | None]], dict]:
+    """Agora against comlrl (2 learning agents each), then Agora against TRL (1 each), each pair by turns."""
     path = model_dir(model, tmp)
     net, tok = load(path)
     n = matmul_params(net)
     del net
     text = prompts(list(range(PROMPTS)))
     prompt_tokens = {a: sum(len(chat(tok, t)) for t in text[a]) for a in AGENTS}
-    smollm2 = model == "smollm2"
-    agora2 = guarded("Agora MAGRPO, 2 agents", 2, run_agora, path, smollm2, 2, steps, tmp)
-    comlrl = guarded("comlrl MAGRPOTrainer, 2 agents", 2, run_comlrl, path, steps)
-    agora1 = guarded("Agora MAGRPO, 1 agent", 1, run_agora, path, smollm2, 1, steps, tmp)
-    trl = guarded("TRL GRPOTrainer, 1 agent", 1, run_trl, path, steps, tmp)
+    agora2, comlrl = take_turns(("agora2", "comlrl"), model, path, steps, threads, tmp)
+    agora1, trl = take_turns(("agora1", "trl"), model, path, steps, threads, tmp)
     info = {"params": n[0], "head": n[1], "prompt_tokens": prompt_tokens}
     return [(agora2, None), (comlrl, agora2), (agora1, None), (trl, agora1)], info
 
@@ -345,7 +418,7 @@ def main() -> None:
     rows, notes = [], []
     try:
         for model in ("tiny", "smollm2") if args.model == "both" else (args.model,):
-            results, info = bench(model, args.steps, tmp)
+            results, info = bench(model, args.steps, args.threads, tmp)
             flops = max(flops, peak_matmul_flops())  # measured again after the model's runs
             for res, ours in results:
                 if res.error:
