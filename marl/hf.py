@@ -5,6 +5,14 @@ to a safetensors folder in the user's cache (``$AGORA_CACHE`` or ``~/.cache/agor
 seconds. Prompts go through the tokenizer's chat template when it has one. Generation returns the raw
 model's per-token log-probabilities (temperature 1), and ``score`` uses the same position ids as
 ``generate`` so that both agree on left-padded batches.
+
+Both are built for MAGRPO's batches, where every prompt comes G times (a group): the distinct prompts are
+forwarded once and their KV cache is shared by the rows of their group, in sampling and in scoring (where
+the gradients of the whole group flow back into the one prompt forward), and scoring computes logits only
+where a completion token is predicted, with a blockwise log-softmax-gather that never stores a full-vocabulary
+log-softmax. Sampling is our own lock-step loop (one uniform per row and token, a stop-string check by
+decoding only live rows) instead of ``generate``, which rebuilds its stop-string tables over the whole
+vocabulary on every call (0.5 s with SmolLM2's tokenizer).
 """
 
 from __future__ import annotations
