@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--arena", action="append")
     args = parser.parse_args()
+    console = Console()
     model = load_policy(args.policy)
     act = text_policy(model, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     table = Table(title=f"{args.policy} zero-shot as the first agent vs random ({args.episodes} episodes, invalid -> random move)")
@@ -53,7 +54,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         _, base = measure(name, arenas.random_policy, max(args.episodes, 200))
         table.add_row(name, f"{valid:.0%}", f"{win:.0%}", f"{base:.0%}", f"{seconds:.0f}")
-    Console().print(table)
+        console.print(f"{name}: valid {valid:.0%}, win/success {win:.0%} (random {base:.0%}), {seconds:.0f} s")  # long runs show progress
+    console.print(table)
 
 
 if __name__ == "__main__":
