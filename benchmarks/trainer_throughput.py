@@ -7,7 +7,8 @@ temperature 1, top-p 1), group-relative advantages, a policy-gradient loss, one 
 - Agora, 2 agents: ``marl.magrpo.train`` itself (rollout, advantage, loss, update) on a single-turn
   arena, two separate models; the step time is the trainer's own ``time/step_s``.
 - comlrl ``MAGRPOTrainer`` (the MAGRPO authors' library), 2 agents (two separate models), ``num_turns=1``;
-  one ``train()`` epoch over the 2 prompts is one update per agent.
+  one ``train()`` epoch over the 2 prompts is one update per agent. ``top_k=0``: its ``None`` would leave
+  transformers' default top-k of 50 in place, and every trainer here samples the full distribution.
 - Agora, 1 agent: the same trainer with the partner played by the arena's scripted heuristic, so only
   one model samples and learns: the same work as TRL's single-agent step.
 - TRL ``GRPOTrainer``, 1 agent: ``bf16=False, gradient_checkpointing=False`` (this CPU has no bf16),
@@ -242,7 +243,7 @@ def run_comlrl(baton: Baton, path: Path, steps: int) -> None:
         return [joint_reward(int(batch_items[0]["seed"]), c0[0], c1[0])]
 
     args = MAGRPOConfig(num_train_epochs=1, agent_learning_rate=LR, num_agents=2, agent_devices="cpu",
-                        num_generations=GROUP, max_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, top_k=None,
+                        num_generations=GROUP, max_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, top_k=0,
                         num_turns=1, eval_interval=0, rollout_buffer_size=PROMPTS, advantage_normalization=True)
     trainer = MAGRPOTrainer(agents=[model_a, model_b], num_agents=2, tokenizer=tok, train_dataset=items,
                             reward_func=reward, formatters=formatters, args=args)
