@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 
@@ -263,7 +262,8 @@ def plot_payoff(data: dict[str, Any]) -> str | None:
                     ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color="white" if abs(rates[i, j] - 0.5) > 0.3 else "black")
     fig.colorbar(im, ax=ax, label="row's win rate against column", shrink=0.8)
-    ax.set_title("Payoff: blue = row wins, red = row loses, blank = never met")
+    ax.set_facecolor("#e8e8e8")  # grey: the pair never met
+    ax.set_title("Row's win rate against column", fontsize=10)
     return _png(fig)
 
 
@@ -313,8 +313,8 @@ def plot_dominance(data: dict[str, Any]) -> str | None:
     fig = _figure(9, 5)
     ax = fig.subplots()
     nx.draw_networkx_nodes(g, pos, ax=ax, node_size=260, node_color=[ROLE_COLOURS[g.nodes[n]["role"]] for n in g])
-    nx.draw_networkx_labels(g, {n: (x, y + 0.0) for n, (x, y) in pos.items()}, ax=ax, font_size=6,
-                            verticalalignment="bottom")
+    for n, (x, y) in pos.items():
+        ax.annotate(n, (x, y), xytext=(0, 9), textcoords="offset points", ha="center", fontsize=7)
     if g.number_of_edges():
         widths = [0.5 + 6 * d["margin"] for _, _, d in g.edges(data=True)]
         nx.draw_networkx_edges(g, pos, ax=ax, width=widths, alpha=0.5, arrowsize=10, connectionstyle="arc3,rad=0.15",
@@ -322,7 +322,7 @@ def plot_dominance(data: dict[str, Any]) -> str | None:
     ax.set_xlabel("joined the league (left: early, right: late)")
     ax.set_ylabel("rating (openskill ordinal)")
     ax.tick_params(left=True, bottom=False, labelleft=True, labelbottom=False)
-    ax.set_title("Who beats whom: arrow A -> B when A wins more than 55% against B (thicker: larger margin)")
+    ax.set_title("Who beats whom: A -> B when A wins more than 55% against B (thicker: larger margin)", fontsize=10)
     handles = [__import__("matplotlib.lines", fromlist=["Line2D"]).Line2D([], [], marker="o", linestyle="", color=c, label=r)
                for r, c in ROLE_COLOURS.items() if any(g.nodes[n]["role"] == r for n in g)]
     ax.legend(handles=handles, fontsize=8, loc="best")
@@ -384,7 +384,8 @@ def render_html(data: dict[str, Any], ratings: dict[str, list[tuple[int, float]]
     plots = [("Exploitability", plot_exploitability(data),
               "Exact exploitability (NashConv / 2) of each learner after every round, computed with OpenSpiel from the "
               "policy's probability of each legal answer at every information state; dots are snapshots."),
-             ("Payoff", plot_payoff(data), "Win rate = (wins + 0.5 draws) / games of the row member against the column member."),
+             ("Payoff", plot_payoff(data), "Win rate = (wins + 0.5 draws) / games of the row member against the column "
+              "member: blue, the row wins; red, the row loses; grey, the pair never met."),
              ("Ratings", plot_ratings(data, ratings), "Openskill (Plackett-Luce) ordinal after each match, per arena."),
              ("Who beats whom", plot_dominance(data),
               "Edges point from the winner to the loser of each pair that met at least twice.")]

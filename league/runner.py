@@ -37,8 +37,7 @@ main agent registered with the alias ``champion``), each learner a nested run wi
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import contextlib
 import os
 import shutil
 import time
@@ -52,8 +51,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from arenas.config import ConfigError, describe, load_yaml
-from league.league import (League, LeagueExploiter, MainAgent, MainExploiter, Matchmaking, MatchResult, Player,
-                           Snapshot, Weighting)
+from league.league import League, LeagueExploiter, MainAgent, MainExploiter, Matchmaking, MatchResult, Player, Weighting
 from league.state import LeagueState
 
 INITIAL = "initial"  # the starting policy's folder inside the league folder; exploiters reset to it
@@ -156,8 +154,9 @@ class LeagueConfig(BaseModel):
         return Roles(matchmaking=self.roles) if isinstance(self.roles, str) else self.roles
 
 
-def check_config(cfg: LeagueConfig, source: str = "config") -> LeagueConfig:
-    """What pydantic cannot see: a known arena and its parameters, valid training and warm-start fields."""
+def check_config(cfg: LeagueConfig, source: str = "config", initial_exists: bool = False) -> LeagueConfig:
+    """What pydantic cannot see: a known arena and its parameters, valid training and warm-start fields, and
+    (unless the league already copied it: ``initial_exists``) a saved initial policy."""
     import arenas
 
     try:
@@ -175,7 +174,7 @@ def check_config(cfg: LeagueConfig, source: str = "config") -> LeagueConfig:
         base_train(cfg, spec.rewards)
     except ValidationError as e:
         raise ConfigError(describe(e, f"{source}: train")) from None
-    if cfg.initial_policy.path is not None and not (Path(cfg.initial_policy.path) / "policy.json").is_file():
+    if not initial_exists and cfg.initial_policy.path is not None and not (Path(cfg.initial_policy.path) / "policy.json").is_file():
         raise ConfigError(f"{source}: initial_policy.path: {cfg.initial_policy.path!r} is not a saved policy folder "
                           "(no policy.json)")
     if cfg.initial_policy.warm_start is not None:
@@ -271,7 +270,7 @@ class LeagueRunner:
             (self.dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         else:
             self.state = open_state(self.dir)
-        self.cfg = check_config(stored_config(self.state), str(self.dir / CONFIG_FILE))
+        self.cfg = check_config(stored_config(self.state), str(self.dir / CONFIG_FILE), (self.dir / INITIAL).is_dir())
         import arenas
 
         self.spec = arenas.spec(self.cfg.arena)
@@ -369,9 +368,13 @@ class LeagueRunner:
         if init.warm_start is not None:
             from marl import sft
 
-            console.print(f"[bold]warm start[/]: the answer format of {self.cfg.arena} from "
-                          f"{init.warm_start.get('teacher', 'random')} play")
-            sft.train(warm_start_config(self.cfg, out), show=self.progress)
+            wcfg = warm_start_config(self.cfg, out)
+            with console.status(f"warm start: the answer format of {self.cfg.arena} from {wcfg.teacher} play "
+                                f"({wcfg.steps} steps)", spinner="dots") if self.progress else _nothing():
+                _, report = sft.train(wcfg, show=False)
+            if self.progress:
+                console.print(f"warm start: {report['steps']} steps in {report['minutes']:.1f} minutes, "
+                              f"loss {report['loss_first']:.3f} -> {report['loss_last']:.3f}")
         elif init.path is not None:
             shutil.copytree(init.path, out)
         else:
@@ -484,24 +487,21 @@ class LeagueRunner:
 
     # ------------------------------------------------------------------ 4. snapshots
     def checkpoint_round(self, r: int) -> list[str]:
-        """Freeze every learner its role's rule says is ready (the payoff includes this round's matches)."""
-        taken = []
-        for k, learner_id in enumerate(p.id for p in self.learners(self.league())):
+        """Freeze every learner its role's rule says is ready (the payoff includes this round's matches).
+        Returns the round's snapshots, also those taken before a crash."""
+        learners = [p.id for p in self.learners(self.league())]
+        for k, learner_id in enumerate(learners):
             if self.state.progress(learner_id).get("checkpointed_round", -1) >= r:
                 continue
             league = self.league()  # with the snapshots taken just before: a resumed round sees the same
             p = league.players[learner_id]
             if p.ready_to_checkpoint(league):
-                snap = p.checkpoint(np.random.default_rng([self.cfg.seed, r, 1, k]))
-                record = self.state.take_snapshot(snap, parent=p)
-                taken.append(snap.id)
-                if self.kuhn:
-                    self.set_exploitability({snap.id: self.exploitability_of(snap.policy)})
-                tracker = self.trackers.get("league")
-                if tracker:
-                    tracker.log_artifacts(self.dir / record.snapshot.policy, f"snapshots/{_artifact_name(snap.id)}")
+                self.state.take_snapshot(p.checkpoint(np.random.default_rng([self.cfg.seed, r, 1, k])), parent=p)
             self.state.set_progress(p.id, checkpointed_round=r)
-        return taken
+        # a snapshot of this round has its parent's step after this round's training (steps grow every round)
+        steps = {p.id: p.step for p in self.state.players()}
+        return [rec.snapshot.id for rec in self.state.snapshots(self.cfg.arena)
+                if rec.snapshot.parent in steps and rec.snapshot.step == steps[rec.snapshot.parent]]
 
     # ------------------------------------------------------------------ 5. bookkeeping: exploitability, history, metrics
     def finish_round(self, r: int, plan, results: list[MatchResult], match_s: float, trained: dict[str, dict],
@@ -517,7 +517,7 @@ class LeagueRunner:
         for entry in plan:
             p = self.player(entry["learner"])
             mine = [m for m in results if m.match_id.startswith(f"r{r:05d}-{p.id}-")]
-            wins = [_points(m, p.id) for m in mine]
+            wins = [] if entry["opponent"] == p.id else [_points(m, p.id) for m in mine]  # self-play: no win rate
             row = {"step": p.step, "opponent": entry["opponent"], "branch": entry["branch"],
                    "win_rate": float(np.mean(wins)) if wins else None,
                    "rating": ratings[p.id].ordinal if p.id in ratings else None,
@@ -533,6 +533,8 @@ class LeagueRunner:
                         "members": len(league.players)})
         tracker = self.trackers.get("league")
         if tracker:
+            for sid in snaps:
+                tracker.log_artifacts(self.dir / league.players[sid].policy, f"snapshots/{_artifact_name(sid)}")
             metrics = {"league/matches_per_s": history[-1]["matches_per_s"], "league/members": len(league.players),
                        "league/snapshots": len(league.snapshot_ids(self.cfg.arena)), "league/round_s": seconds,
                        "league/matches_total": self.state.match_count()}
@@ -560,7 +562,7 @@ class LeagueRunner:
         h = self.state.meta("history", [])[-1]
         parts = [f"round {r}", f"{h['seconds']:.0f}s"]
         for pid, row in h["learners"].items():
-            s = f"{pid} vs {row['opponent']}"
+            s = f"{pid} vs {'itself' if row['opponent'] == pid else row['opponent']}"
             if row["win_rate"] is not None:
                 s += f" won {row['win_rate']:.0%}"
             if row.get("exploitability") is not None:
@@ -587,12 +589,13 @@ class LeagueRunner:
                 tracker.set_tags({"champion": champion["id"], "champion_exploitability": champion.get("exploitability")})
                 name = _artifact_name(champion["id"])
                 tracker.log_artifacts(self.dir / champion["policy"], f"champion/{name}")
-                if self.cfg.tracking.champion:
+                done = int(self.state.meta("round", 0))
+                if self.cfg.tracking.champion and (mlflow.get("model") or {}).get("round") != done:
                     version = tracker.register_model(f"champion/{name}", self.cfg.tracking.model_name or f"agora-{self.cfg.arena}",
                                                      alias="champion", tags={"league_member": champion["id"]})
                     if version:
                         mlflow = {**mlflow, "model": {"name": self.cfg.tracking.model_name or f"agora-{self.cfg.arena}",
-                                                      "version": version}}
+                                                      "version": version, "round": done, "member": champion["id"]}}
                         self.state.set_meta("mlflow", mlflow)
         self.state.set_meta("finished", time.time())
         return {"dir": str(self.dir), "report": str(path), "payoff_csv": str(payoff_csv), "champion": champion,
@@ -665,6 +668,11 @@ class LeagueRunner:
     def _progress_bar(self) -> _Bar:
         total = self.cfg.rounds if self.cfg.rounds is not None else None
         return _Bar(self.progress, total, int(self.state.meta("round", 0)), self.cfg.minutes)
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
 
 
 def _spec_of(path: str) -> dict[str, Any]:

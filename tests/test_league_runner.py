@@ -28,7 +28,7 @@ CONFIG = {
     "arena": "kuhn_poker_v0",
     "roles": {"main_agents": 1, "main_exploiters": 1, "league_exploiters": 1},
     "initial_policy": {"gpt": {"n_layer": 1, "n_embd": 16, "n_head": 2, "block_size": 512}, "seed": 3},
-    "rounds": 4,
+    "rounds": 3,
     "matches_per_round": 4,
     "train": {"steps": 2, "batch_size": 2, "group_size": 2},
     "snapshot": {"min_steps": 1, "max_steps": 3},
@@ -68,6 +68,15 @@ def stderr(capsys) -> str:
 def match_rows(directory: Path) -> list[tuple]:
     with LeagueState(directory) as state:
         return [(m.match_id, m.players, m.scores, m.seed) for m in state.matches()]
+
+
+def round_records(directory: Path) -> tuple:
+    """Per round: each learner's opponent, step and exploitability, and the snapshots taken; every snapshot's
+    exploitability."""
+    with LeagueState(directory) as state:
+        history = [(h["round"], h["snapshots"], {p: (row["opponent"], row["step"], row["exploitability"])
+                                                 for p, row in h["learners"].items()}) for h in state.meta("history")]
+        return history, state.meta("exploitability")
 
 
 def snapshot_hashes(directory: Path) -> dict[str, str]:
@@ -111,7 +120,7 @@ def test_status_prints_leaderboard_and_payoff(reference, capsys):
     assert main(["league", "status", str(reference["dir"])]) == 0
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "Payoff" in out and "main_0" in out and "exploitability" in out
-    assert "4 rounds done" in out
+    assert f"{CONFIG['rounds']} rounds done" in out
 
 
 def test_report_is_one_self_contained_html_file(reference, tmp_path, capsys):
@@ -198,6 +207,7 @@ def test_sigkill_at_random_moments_then_resume_loses_and_doubles_nothing(referen
     # exactly the uninterrupted reference league: every match once, with the same result; the same snapshots
     assert match_rows(d) and sorted(match_rows(d)) == sorted(match_rows(reference["dir"]))
     assert snapshot_hashes(d) == snapshot_hashes(reference["dir"])
+    assert round_records(d) == round_records(reference["dir"])
 
 
 # ---------------------------------------------------------------------------- errors
