@@ -153,16 +153,17 @@ def samples(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baseli
 def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: TrainConfig, ref: Policy | None,
                 normaliser: float) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped policy-gradient loss (plus KL) of one micro-batch, already divided by ``normaliser``."""
-    new = policy.score([t.prompt_ids for t in turns], [t.completion_ids for t in turns])
+    prompts, completions = [t.prompt_ids for t in turns], [t.completion_ids for t in turns]
+    new = policy.score(prompts, completions)
+    with torch.no_grad():
+        refs = ref.score(prompts, completions) if ref is not None and cfg.kl_coef > 0 else [None] * len(turns)
     total = torch.zeros(())
     kl_sum, nll_sum, clipped = 0.0, 0.0, 0
-    for t, a, lp in zip(turns, advs, new):
+    for t, a, lp, ref_lp in zip(turns, advs, new, refs):
         old = torch.tensor(t.logprobs, dtype=lp.dtype, device=lp.device)
         ratio = torch.exp(lp - old)
         per_token = -torch.min(ratio * a, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * a)
-        if ref is not None and cfg.kl_coef > 0:
-            with torch.no_grad():
-                ref_lp = ref.score([t.prompt_ids], [t.completion_ids])[0]
+        if ref_lp is not None:
             delta = ref_lp - lp
             k3 = torch.exp(delta) - delta - 1
             per_token = per_token + cfg.kl_coef * k3
@@ -213,7 +214,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     learners = {id(p): p for p in policies.values() if trainable(p) and names.get(id(p)) not in cfg.frozen}
     if not learners:
         raise ValueError("no trainable policy in the mapping: give at least one agent a tiny or hf policy that is not frozen")
-    optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], lr=cfg.lr) for k, p in learners.items()}
+    optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], lr=cfg.lr, fused=True)  # fused: one kernel per step
+              for k, p in learners.items()}
     refs = {k: p.clone() for k, p in learners.items()} if cfg.kl_coef > 0 else {}
     out = Path(cfg.out)
     tracker = _tracker(cfg, agents, policies)

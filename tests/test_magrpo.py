@@ -177,3 +177,19 @@ def test_frozen_policies_play_but_do_not_learn(tmp_path):
     assert set(result["saved"]) == {"speaker"} and load_policy(str(result["saved"]["speaker"])) is not None
     with pytest.raises(ValueError, match="frozen: nobody not among the policies"):
         train(cfg.model_copy(update={"frozen": ["nobody"]}), progress=False)
+
+
+def test_kl_to_the_reference_is_zero_for_the_same_model_and_grows_as_it_moves():
+    from marl.policy import TinyPolicy
+
+    p = TinyPolicy.create(seed=0, **SMALL)
+    ref = p.clone()
+    outs = p.generate(["prompt one", "prompt two"], max_new_tokens=6, seed=0)
+    turns = [Turn("x", 0, "p", o.prompt_ids, o.completion_ids, o.logprobs, o.text, True, False) for o in outs]
+    cfg = TrainConfig(arena="climbing_v0", kl_coef=0.1)
+    _, same = policy_loss(p, turns, [0.0, 0.0], cfg, ref, 2)
+    with torch.no_grad():
+        for q in p.model.parameters():
+            q.add_(0.05 * torch.randn_like(q))
+    _, moved = policy_loss(p, turns, [0.0, 0.0], cfg, ref, 2)
+    assert same["kl"] == pytest.approx(0.0, abs=1e-6) and moved["kl"] > 1e-4
