@@ -11,7 +11,9 @@ Spaces: the observation is ``Dict(text=Text(printable), action_mask=Box{0,1}^n)`
 over the agent's fixed action vocabulary; the action space is :class:`TextAction`, a ``Text`` space that
 knows that vocabulary, so ``sample(mask)`` draws a legal action string (PettingZoo's tests use it).
 A turn with no legal action (all-zero mask, ``info["phase"] == "talk"``) is a talk turn: the whole
-text is a message for the communication channel and the game only advances.
+text is a message for the communication channel and the game only advances. Games whose moves are free
+text (``free_text = True``, e.g. code) instead get ``info["phase"] == "write"``: the whole text is the move.
+An agent with an empty vocabulary has no mask: its observation is ``Dict(text=Text(printable))``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class TextArenaEnv(AECEnv):
     metadata: dict[str, Any] = {"render_modes": ["human", "ansi"], "name": "text_arena", "is_parallelizable": False}
     zero_sum = False  # two-player zero-sum: penalize gives the opponent +1
     requires_channel = False  # talk is part of the game: make() adds a complete channel by default
+    free_text = False  # a turn without legal actions is a free-text move ("write"), not a talk turn
     invalid_reward = -1.0
 
     def __init__(self, vocabularies: dict[str, list[str]], invalid_action: InvalidRule = "penalize", render_mode: str | None = None):
@@ -90,6 +93,7 @@ class TextArenaEnv(AECEnv):
         self._index = {a: {act: i for i, act in enumerate(v)} for a, v in vocabularies.items()}
         self._observation_spaces = {
             a: Dict({"text": Text(MAX_TEXT, min_length=0, charset=CHARSET), "action_mask": Box(0, 1, (len(v),), np.int8)})
+            if v else Dict({"text": Text(MAX_TEXT, min_length=0, charset=CHARSET)})  # free text only: no mask
             for a, v in vocabularies.items()
         }
         self._action_spaces = {a: TextAction(v) for a, v in vocabularies.items()}
@@ -143,6 +147,8 @@ class TextArenaEnv(AECEnv):
             self._refresh_info(a)
 
     def observe(self, agent: str) -> dict[str, Any]:
+        if not self.vocabularies[agent]:
+            return {"text": clip_text(self._prompt(agent))}
         mask = np.zeros(len(self.vocabularies[agent]), dtype=np.int8)
         if not self.terminations.get(agent, True) and (agent == self.agent_selection or self._simultaneous):
             index = self._index[agent]
@@ -186,7 +192,7 @@ class TextArenaEnv(AECEnv):
     def _refresh_info(self, agent: str) -> None:
         legal = self._legal(agent)
         info = self.infos[agent]
-        info["phase"] = "act" if legal else "talk"
+        info["phase"] = "act" if legal else ("write" if self.free_text else "talk")
         info["legal_actions"] = legal
         info["invalid_actions"] = self.invalid_counts[agent]
 

@@ -1,10 +1,16 @@
-"""Arenas are registered and loaded by name, like ``pyspiel.load_game``: ``make("kuhn_poker_v0")``."""
+"""Arenas are registered and loaded by name, like ``pyspiel.load_game``: ``make("kuhn_poker_v0")``.
+
+Besides Agora's own arenas, *adapters* turn other libraries' games into arenas on demand, by prefix:
+``make("textarena:TicTacToe-v0")``, ``make("openspiel:leduc_poker")``. :func:`names` lists the registered
+arenas only (listing every adapted game would import those libraries); :func:`list_adapters` lists the prefixes.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pettingzoo import AECEnv, ParallelEnv
@@ -38,6 +44,36 @@ class ArenaSpec:
 _REGISTRY: dict[str, ArenaSpec] = {}
 
 
+class UnsupportedArena(ValueError):
+    """The name is understood but this arena cannot be played here (missing package, network, game type)."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Games of another library, loaded as ``"<prefix>:<game>"``."""
+
+    prefix: str
+    resolve: Callable[[str], ArenaSpec]  # the game part of the name -> its spec (KeyError / UnsupportedArena)
+    description: str
+    example: str  # a full arena name that works
+    games: Callable[[], list[str]]  # the library's game names (may import the library: slow)
+
+
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+def register_adapter(adapter: Adapter) -> Adapter:
+    if adapter.prefix in _ADAPTERS:
+        raise ValueError(f"adapter prefix {adapter.prefix!r} is already registered")
+    _ADAPTERS[adapter.prefix] = adapter
+    return adapter
+
+
+def list_adapters() -> list[Adapter]:
+    """The adapter prefixes (``textarena``, ``openspiel``): each turns ``"<prefix>:<game>"`` into an arena."""
+    return [_ADAPTERS[p] for p in sorted(_ADAPTERS)]
+
+
 def register(spec: ArenaSpec) -> ArenaSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"arena {spec.name!r} is already registered")
@@ -46,18 +82,30 @@ def register(spec: ArenaSpec) -> ArenaSpec:
 
 
 def names() -> list[str]:
+    """Agora's registered arenas. Adapted games are not listed: they are named ``"<prefix>:<game>"`` with a
+    prefix from :func:`list_adapters` (``agora arenas --adapter textarena`` lists an adapter's games)."""
     return sorted(_REGISTRY)
 
 
-def spec(name: str) -> ArenaSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        import difflib
+@lru_cache(maxsize=None)
+def _adapted(name: str) -> ArenaSpec:
+    prefix, _, game = name.partition(":")
+    return _ADAPTERS[prefix].resolve(game)
 
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown arena {name!r}.{hint} Known arenas: {', '.join(names())}") from None
+
+def spec(name: str) -> ArenaSpec:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    prefix, sep, _ = name.partition(":")
+    if sep and prefix in _ADAPTERS:
+        return _adapted(name)
+    import difflib
+
+    close = difflib.get_close_matches(name, _REGISTRY, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    prefixes = ", ".join(f"{a.prefix}:<game>" for a in list_adapters())
+    raise KeyError(f"unknown arena {name!r}.{hint} Known arenas: {', '.join(names())}; "
+                   f"adapted games: {prefixes}") from None
 
 
 def make(name: str, *, channel: ChannelConfig | dict | bool | None = None, **kwargs: Any) -> AECEnv:
