@@ -4,6 +4,7 @@ from arenas.games import kuhn_poker, tictactoe
 from arenas.games import consensus, signalling
 from arenas.games import iterated_pd, negotiation
 from arenas.games import climbing
+from arenas.games import coop_code
 from arenas.registry import ArenaSpec, register
 
 register(ArenaSpec(kuhn_poker.NAME, kuhn_poker.raw_env, "2", False, "zero-sum",
@@ -25,3 +26,6 @@ register(ArenaSpec(iterated_pd.NAME, iterated_pd.raw_env, "2", True, "general-su
 register(ArenaSpec(climbing.NAME, climbing.raw_env, "2", True, "shared",
                    "Climbing game (Claus & Boutilier 1998): cooperative 3x3 matrix game, simultaneous moves",
                    climbing.heuristic, "social-optimum"))
+register(ArenaSpec(coop_code.NAME, coop_code.raw_env, "2", False, "shared",
+                   "Two agents write one Python solution (helper aux + main function), graded in a sandbox on unit tests "
+                   "with MAGRPO's reward levels", coop_code.heuristic, "oracle"))

@@ -1,0 +1,193 @@
+"""Run untrusted Python (a language model's code) in a separate, limited process and call one of its functions.
+
+Nothing an agent writes is ever executed in the arena's own process: :func:`run_calls` starts
+``python -I -S`` (isolated: no user site, no ``PYTHON*`` variables, no site-packages, stdlib only) in a fresh
+temporary folder, with an empty environment and in its own session, and under ``resource`` limits set before
+the interpreter starts: CPU seconds, address space, file size, open files, no core dumps, no new processes.
+Inside, before the code is loaded, an audit hook (which code cannot remove) refuses sockets and name
+lookups, new processes, signals to other processes, ``ctypes`` and any file writes or deletions outside the
+temporary folder. Each call has its own time limit; the whole run has a wall-clock limit after which the
+process group is killed.
+
+The sandbox is given the arguments only, never the expected outputs: it sends back each call's return value
+as JSON (plain data only: an object that fakes ``__eq__`` cannot pass), and the caller compares. Writing fake
+results to the result file would need the right answers. Limits: a determined attacker with native code
+execution could escape an audit hook; here ``ctypes`` and new processes are refused, and the process boundary
+and resource limits stay in any case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "results.jsonl"
+MAX_RESULT_BYTES = 1 << 20
+
+# The program the sandboxed interpreter runs. It reads its job from stdin, opens the result file, installs
+# the audit hook, then loads the untrusted code and calls the entry point once per argument list.
+RUNNER = r'''
+import json, os, signal, sys
+job = json.loads(sys.stdin.read())
+out = open(job["result_file"], "w", buffering=1)
+null = open(os.devnull, "w")
+os.dup2(null.fileno(), 1); os.dup2(null.fileno(), 2)
+sys.stdout = sys.stderr = null
+root = os.path.realpath(os.getcwd())
+BLOCKED = ("socket.", "ctypes.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+           "os.forkpty", "os.kill", "os.killpg", "signal.pthread_kill", "pty.", "urllib.", "http.", "ftplib.",
+           "smtplib.", "webbrowser.", "os.setuid", "os.chroot")
+PATHS = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.symlink", "os.link",
+         "os.truncate", "os.utime", "shutil.rmtree", "os.replace")
+def inside(path):
+    try:
+        p = os.path.realpath(os.fsdecode(path) if not isinstance(path, int) else root)
+    except Exception:
+        return False
+    return p == root or p.startswith(root + os.sep)
+def hook(event, args):
+    if event.startswith(BLOCKED):
+        raise PermissionError(f"sandbox: {event} is not allowed")
+    if event == "open" and args and args[0] is not None:
+        mode, flags = args[1] or "r", args[2] or 0
+        writing = any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        if writing and not inside(args[0]):
+            raise PermissionError("sandbox: writing outside the sandbox folder is not allowed")
+    if event in PATHS and args and not all(inside(a) for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))):
+        raise PermissionError(f"sandbox: {event} outside the sandbox folder is not allowed")
+sys.addaudithook(hook)
+class CallTimeout(BaseException):
+    pass
+def on_alarm(signum, frame):
+    raise CallTimeout()
+signal.signal(signal.SIGALRM, on_alarm)
+def plain(value, depth=0):
+    if depth > 50:
+        raise ValueError("nested too deeply")
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) in (list, tuple):
+        return [plain(v, depth + 1) for v in value]
+    if type(value) in (set, frozenset):
+        return sorted((plain(v, depth + 1) for v in value), key=repr)
+    if type(value) is dict:
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    raise TypeError(f"returned a {type(value).__name__}, not plain data")
+namespace = {"__name__": "solution", "__builtins__": __builtins__}
+try:
+    signal.setitimer(signal.ITIMER_REAL, job["load_timeout"])
+    exec(compile(job["code"], "solution.py", "exec"), namespace)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    entry = namespace[job["entry"]]
+    out.write(json.dumps({"loaded": True}) + "\n")
+except BaseException as e:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    out.write(json.dumps({"loaded": False, "error": type(e).__name__}) + "\n")
+    sys.exit(0)
+for i, args in enumerate(job["calls"]):
+    try:
+        signal.setitimer(signal.ITIMER_REAL, job["call_timeout"])
+        value = entry(*args)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        line = json.dumps({"i": i, "value": plain(value)})
+        if len(line) > 100000:
+            raise ValueError("result too large")
+    except BaseException as e:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        line = json.dumps({"i": i, "error": "Timeout" if isinstance(e, CallTimeout) else type(e).__name__})
+    out.write(line + "\n")
+'''
+
+
+@dataclass
+class CallResult:
+    value: Any = None
+    error: str | None = None  # exception type name, "Timeout", or "NoResult" (the process died first)
+
+
+@dataclass
+class RunResult:
+    loaded: bool  # the code ran to the end of its module and defined the entry point
+    load_error: str | None
+    calls: list[CallResult] = field(default_factory=list)
+    seconds: float = 0.0
+    killed: bool = False  # the wall-clock limit ran out
+
+
+@dataclass(frozen=True)
+class Limits:
+    call_timeout_s: float = 2.0
+    load_timeout_s: float = 2.0
+    wall_timeout_s: float = 10.0
+    memory_mb: int = 512
+    file_size_kb: int = 1024
+    open_files: int = 64
+
+
+def _rlimits(limits: Limits) -> list[tuple[int, int]]:
+    cpu = int(limits.wall_timeout_s) + 1
+    return [
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_AS, limits.memory_mb << 20),
+        (resource.RLIMIT_FSIZE, limits.file_size_kb << 10),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NPROC, 0),  # no new processes (root is exempt: the audit hook refuses them too)
+    ]
+
+
+def run_calls(code: str, entry: str, calls: list[list[Any]], limits: Limits = Limits()) -> RunResult:
+    """Load ``code`` in a sandboxed interpreter and return ``entry(*args)`` for each argument list in ``calls``."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="agora-sandbox-") as folder:
+        results = Path(folder) / RESULT_FILE
+        job = json.dumps({"code": code, "entry": entry, "calls": calls, "result_file": str(results),
+                          "call_timeout": limits.call_timeout_s, "load_timeout": limits.load_timeout_s})
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", RUNNER], cwd=folder, env={}, stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                close_fds=True)
+        killed = False
+        try:
+            # The runner waits for its job on stdin, so the limits are in place before any of the code runs.
+            for kind, value in _rlimits(limits):
+                resource.prlimit(proc.pid, kind, (value, value))
+            proc.communicate(job.encode(), timeout=limits.wall_timeout_s)
+        except subprocess.TimeoutExpired:
+            killed = True
+        finally:
+            if proc.poll() is None:
+                killed = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the whole session, whatever it left behind
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        lines = results.read_bytes()[:MAX_RESULT_BYTES].decode("utf-8", "replace").splitlines() if results.exists() else []
+    return _read(lines, len(calls), time.perf_counter() - start, killed)
+
+
+def _read(lines: list[str], n: int, seconds: float, killed: bool) -> RunResult:
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    head = next((r for r in records if isinstance(r, dict) and "loaded" in r), None)
+    if head is None or not head.get("loaded"):
+        error = "Timeout" if killed else (head or {}).get("error", "NoResult")
+        return RunResult(False, str(error), [CallResult(error="NoResult") for _ in range(n)], seconds, killed)
+    calls: dict[int, CallResult] = {}
+    for r in records:  # the first record for each call counts
+        if isinstance(r, dict) and isinstance(r.get("i"), int) and 0 <= r["i"] < n and r["i"] not in calls:
+            calls[r["i"]] = CallResult(value=r.get("value"), error=r.get("error"))
+    return RunResult(True, None, [calls.get(i, CallResult(error="NoResult")) for i in range(n)], seconds, killed)
