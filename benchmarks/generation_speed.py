@@ -3,8 +3,10 @@
 Both models have the same shape (4 layers, d=256, 4 heads, byte vocab of 259), random init.
 Timed calls alternate between the two models in one process (fair under machine noise);
 peak RSS is measured separately, one subprocess per (model, batch), so each number is its own.
+``--smollm2`` adds the real SmolLM2-135M-Instruct (``marl.hf``, its own sampler), timed and measured in
+its own subprocess per batch size.
 
-    python benchmarks/generation_speed.py [--quick]
+    python benchmarks/generation_speed.py [--quick] [--smollm2]
 """
 
 from __future__ import annotations
@@ -65,6 +67,24 @@ def peak_rss_worker(impl: str, batch: int) -> dict:
     return {"peak_rss_mib": _peak_rss_mib()}
 
 
+def smollm2_worker(batch: int, repeats: int) -> dict:
+    """Runs alone in a subprocess: SmolLM2's tokens/s (generated tokens over median call time) and peak RSS."""
+    from marl.policy import load_policy
+
+    policy = load_policy("smollm2")
+    prompts = ["Write a short story about two robots who learn to share a single battery."] * batch
+    policy.generate(prompts, max_new_tokens=8, seed=0)  # warm-up
+    times, tokens = [], []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        out = policy.generate(prompts, max_new_tokens=NEW_TOKENS, temperature=1.0, seed=100 + i)
+        times.append(time.perf_counter() - t0)
+        tokens.append(sum(len(o.completion_ids) for o in out))
+    med = statistics.median(times)
+    return {"params": sum(p.numel() for p in policy.model.parameters()), "tok_s": statistics.median(tokens) / med,
+            "peak_rss_mib": _peak_rss_mib()}
+
+
 def _peak_rss_mib() -> float:
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent process
     try:
@@ -104,10 +124,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer timed repeats")
     ap.add_argument("--repeats", type=int, default=None, help="timed generate calls per case")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--smollm2", action="store_true", help="also time SmolLM2-135M-Instruct (needs the hf extra)")
     ap.add_argument("--rss-worker", nargs=2, metavar=("IMPL", "BATCH"), help=argparse.SUPPRESS)
+    ap.add_argument("--smollm2-worker", nargs=2, metavar=("BATCH", "REPEATS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_worker:
         print(json.dumps(peak_rss_worker(args.rss_worker[0], int(args.rss_worker[1]))))
+        return
+    if args.smollm2_worker:
+        print(json.dumps(smollm2_worker(int(args.smollm2_worker[0]), int(args.smollm2_worker[1]))))
         return
     repeats = args.repeats or (3 if args.quick else 15)
     if args.threads:
@@ -130,6 +155,11 @@ def main() -> None:
             r = results[impl, batch]
             rows.append([str(batch), name, f"{r['params'] / 1e6:.2f}M", f"{r['tok_s']:.0f}",
                          f"{ratio:.2f}x" if impl == "ours" else "", f"{r['peak_rss_mib']:.0f}"])
+        if args.smollm2:
+            cmd = [sys.executable, __file__, "--smollm2-worker", str(batch), str(min(repeats, 3))]
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            rows.append([str(batch), "SmolLM2-135M-Instruct (marl.hf)", f"{r['params'] / 1e6:.1f}M", f"{r['tok_s']:.0f}", "",
+                         f"{r['peak_rss_mib']:.0f}"])
     title = (f"Sampling on CPU ({results['threads']} threads): prompt {PROMPT_LEN}, {NEW_TOKENS} new "
              f"tokens, median of {repeats}; peak RSS per model in its own process")
     try:
