@@ -7,6 +7,7 @@ on its own it knows the scripted policies (``random``, ``heuristic``).
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import arenas
@@ -22,6 +24,7 @@ from arenas.play import Episode, PlayConfig, TextPolicy, play_episode, write_tra
 
 PolicyFactory = Callable[[str, str], TextPolicy]  # (policy name, arena name) -> text policy
 console = Console()
+_UNSAFE = re.compile(r"[^\w.-]+")
 
 
 def scripted_factory(name: str, arena: str) -> TextPolicy:
@@ -29,8 +32,9 @@ def scripted_factory(name: str, arena: str) -> TextPolicy:
 
 
 def add_commands(sub: argparse._SubParsersAction, policy_factory: PolicyFactory = scripted_factory) -> None:
-    p = sub.add_parser("arenas", help="list the arenas and their facts")
-    p.set_defaults(run=lambda args: list_arenas())
+    p = sub.add_parser("arenas", help="list the arenas and their facts, and the adapters (textarena:, openspiel:)")
+    p.add_argument("--adapter", help="list the games one adapter can load (imports that library)")
+    p.set_defaults(run=lambda args: list_arenas(args.adapter))
 
     p = sub.add_parser("play", help="play episodes of an arena and write a JSONL transcript")
     p.add_argument("arena", help="an arena name (see `agora arenas`) or a YAML play config")
@@ -47,7 +51,9 @@ def add_commands(sub: argparse._SubParsersAction, policy_factory: PolicyFactory 
     p.set_defaults(run=lambda args: demo(args.episodes))
 
 
-def list_arenas() -> int:
+def list_arenas(adapter: str | None = None) -> int:
+    if adapter is not None:
+        return list_adapter_games(adapter)
     table = Table(title="Agora arenas")
     for col in ("name", "agents", "parallel", "rewards", "talk", "scripted", "description"):
         table.add_column(col)
@@ -56,6 +62,22 @@ def list_arenas() -> int:
         talk = "required" if getattr(s.factory, "requires_channel", False) else "optional"
         table.add_row(name, s.agents, "yes" if s.parallel else "no", s.rewards, talk, f"random, {s.heuristic_name}", s.description)
     console.print(table)
+    table = Table(title="Adapters: other libraries' games, named <prefix>:<game> (agora arenas --adapter PREFIX lists them)")
+    for col in ("prefix", "example", "description"):
+        table.add_column(col)
+    for a in arenas.list_adapters():
+        table.add_row(f"{a.prefix}:", a.example, escape(a.description))
+    console.print(table)
+    return 0
+
+
+def list_adapter_games(prefix: str) -> int:
+    found = {a.prefix: a for a in arenas.list_adapters()}
+    if prefix not in found:
+        raise ConfigError(f"unknown adapter {prefix!r}; adapters: {', '.join(found)}")
+    games = found[prefix].games()
+    console.print(f"{len(games)} games of {prefix} (some may be refused when loaded, with the reason):")
+    console.print(escape(", ".join(f"{prefix}:{g}" for g in games)), highlight=False)
     return 0
 
 
@@ -99,7 +121,8 @@ def play(args: argparse.Namespace, policy_factory: PolicyFactory) -> int:
         for i in range(cfg.episodes):
             status.update(f"playing {cfg.arena}: episode {i + 1}/{cfg.episodes}")
             episodes.append(play_episode(env, policies, seed=cfg.seed + i, episode=i))
-    path = write_transcript(cfg.transcript or Path("transcripts") / f"{cfg.arena}.jsonl", episodes)
+    default = Path("transcripts") / (_UNSAFE.sub("_", cfg.arena) + ".jsonl")  # "textarena:TicTacToe-v0" -> textarena_TicTacToe-v0
+    path = write_transcript(cfg.transcript or default, episodes)
     console.print(summary_table(cfg.arena, dict(zip(agents, names)), episodes))
     console.print(f"transcript: {path} ({sum(len(e.steps) for e in episodes)} steps)")
     return 0

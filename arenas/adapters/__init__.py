@@ -22,7 +22,7 @@ def _textarena_games() -> list[str]:
 
 register_adapter(Adapter(
     "textarena", _textarena,
-    "TextArena's text games (pip install 'agora[textarena]'); free-text moves, TextArena's invalid-move rules",
+    "TextArena's text games (extra: textarena); free-text moves, TextArena's invalid-move rules",
     "textarena:TicTacToe-v0", _textarena_games))
 
 
@@ -40,5 +40,5 @@ def _openspiel_games() -> list[str]:
 
 register_adapter(Adapter(
     "openspiel", _openspiel,
-    "OpenSpiel's turn-based games (pip install 'agora[spiel]'); chance resolved from the seed, exact evaluation",
+    "OpenSpiel's turn-based games (extra: spiel); chance resolved from the seed, exact evaluation",
     "openspiel:kuhn_poker", _openspiel_games))

@@ -51,7 +51,7 @@ def _pyspiel():
     try:
         import pyspiel
     except ImportError:
-        raise UnsupportedArena("OpenSpiel is not installed: pip install 'agora[spiel]' (open_spiel)") from None
+        raise UnsupportedArena("OpenSpiel is not installed: pip install open_spiel (the project's spiel extra)") from None
     return pyspiel
 
 

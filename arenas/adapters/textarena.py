@@ -63,7 +63,7 @@ def _ta():
     try:
         import textarena
     except ImportError:
-        raise UnsupportedArena("TextArena is not installed: pip install 'agora[textarena]' (textarena==0.7.4)") from None
+        raise UnsupportedArena("TextArena is not installed: pip install textarena==0.7.4 (the project's textarena extra)") from None
     return textarena
 
 
@@ -74,7 +74,7 @@ def _module_files(entry_point: str) -> list[Path]:
     found = importlib.util.find_spec(module)
     files = [Path(found.origin)] if found and found.origin else []
     if files:
-        for node in ast.walk(ast.parse(files[0].read_text())):
+        for node in ast.walk(ast.parse(files[0].read_text(), filename=str(files[0]))):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("textarena.envs."):
                 sub = importlib.util.find_spec(node.module)
                 if sub and sub.origin and sub.origin.endswith(".py"):
