@@ -241,7 +241,7 @@ class raw_env(TextArenaEnv):
     free_text = True
 
     def __init__(self, *, show_helper: bool = True, problems: list[str] | None = None, call_timeout_s: float = 2.0,
-                 render_mode: str | None = None):
+                 invalid_action: str = "penalize", render_mode: str | None = None):
         known = problem_set()
         unknown = sorted(set(problems or []) - set(known))
         if unknown:
@@ -249,7 +249,8 @@ class raw_env(TextArenaEnv):
         self.problem_ids = sorted(problems) if problems else sorted(known)
         self.show_helper = show_helper
         self.limits = Limits(call_timeout_s=call_timeout_s)
-        super().__init__({a: [] for a in AGENTS}, "penalize", render_mode)
+        # any text is a move (code that fails earns less), so the invalid-action rule never applies
+        super().__init__({a: [] for a in AGENTS}, invalid_action, render_mode)
 
     def _new_game(self, options: dict) -> None:
         pid = options.get("problem") or self.problem_ids[int(self.np_random.integers(len(self.problem_ids)))]
