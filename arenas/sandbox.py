@@ -3,7 +3,8 @@
 Nothing an agent writes is ever executed in the arena's own process: :func:`run_calls` starts
 ``python -I -S`` (isolated: no user site, no ``PYTHON*`` variables, no site-packages, stdlib only) in a fresh
 temporary folder, with an empty environment and in its own session, and under ``resource`` limits set before
-the interpreter starts: CPU seconds, address space, file size, open files, no core dumps, no new processes.
+any of the code is loaded (the interpreter waits for its job on stdin): CPU seconds, address space, file size,
+open files, no core dumps, no new processes.
 Inside, before the code is loaded, an audit hook (which code cannot remove) refuses sockets and name
 lookups, new processes, signals to other processes, ``ctypes`` and any file writes or deletions outside the
 temporary folder. Each call has its own time limit; the whole run has a wall-clock limit after which the
@@ -145,6 +146,17 @@ def _rlimits(limits: Limits) -> list[tuple[int, int]]:
     ]
 
 
+def _in_child(limits: Limits):
+    def apply() -> None:
+        for kind, value in _rlimits(limits):
+            try:
+                resource.setrlimit(kind, (value, value))
+            except (ValueError, OSError):  # e.g. RLIMIT_AS on macOS
+                pass
+
+    return apply
+
+
 def run_calls(code: str, entry: str, calls: list[list[Any]], limits: Limits = Limits()) -> RunResult:
     """Load ``code`` in a sandboxed interpreter and return ``entry(*args)`` for each argument list in ``calls``."""
     start = time.perf_counter()
@@ -152,13 +164,14 @@ def run_calls(code: str, entry: str, calls: list[list[Any]], limits: Limits = Li
         results = Path(folder) / RESULT_FILE
         job = json.dumps({"code": code, "entry": entry, "calls": calls, "result_file": str(results),
                           "call_timeout": limits.call_timeout_s, "load_timeout": limits.load_timeout_s})
+        later = hasattr(resource, "prlimit")  # Linux: set the limits from here; elsewhere in the child before exec
         proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", RUNNER], cwd=folder, env={}, stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                close_fds=True)
+                                close_fds=True, preexec_fn=None if later else _in_child(limits))
         killed = False
         try:
             # The runner waits for its job on stdin, so the limits are in place before any of the code runs.
-            for kind, value in _rlimits(limits):
+            for kind, value in _rlimits(limits) if later else []:
                 resource.prlimit(proc.pid, kind, (value, value))
             proc.communicate(job.encode(), timeout=limits.wall_timeout_s)
         except subprocess.TimeoutExpired:
