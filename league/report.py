@@ -313,8 +313,12 @@ def plot_dominance(data: dict[str, Any]) -> str | None:
     fig = _figure(9, 5)
     ax = fig.subplots()
     nx.draw_networkx_nodes(g, pos, ax=ax, node_size=260, node_color=[ROLE_COLOURS[g.nodes[n]["role"]] for n in g])
-    for n, (x, y) in pos.items():
-        ax.annotate(n, (x, y), xytext=(0, 9), textcoords="offset points", ha="center", fontsize=7)
+    labelled = list(g)
+    if len(labelled) > 20:  # a crowded league: name the learners and the five best-rated snapshots only
+        snaps = sorted((n for n in g if g.nodes[n]["role"] == "snapshot"), key=lambda n: -g.nodes[n]["rating"])
+        labelled = [n for n in g if g.nodes[n]["role"] != "snapshot"] + snaps[:5]
+    for n in labelled:
+        ax.annotate(n, pos[n], xytext=(0, 9), textcoords="offset points", ha="center", fontsize=7)
     if g.number_of_edges():
         widths = [0.5 + 6 * d["margin"] for _, _, d in g.edges(data=True)]
         nx.draw_networkx_edges(g, pos, ax=ax, width=widths, alpha=0.5, arrowsize=10, connectionstyle="arc3,rad=0.15",
