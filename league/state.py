@@ -392,7 +392,8 @@ class LeagueState:
         for players, outcome in self.conn.execute("SELECT players, outcome FROM matches WHERE arena = ? "
                                                   "AND outcome IS NOT NULL", (arena,)):
             home, away = json.loads(players)
-            for pid, pts in ((home, _POINTS[outcome]), (away, 1.0 - _POINTS[outcome])):
+            seats = ((home, 0.5),) if home == away else ((home, _POINTS[outcome]), (away, 1.0 - _POINTS[outcome]))
+            for pid, pts in seats:  # a self-play match is one game for its player, worth half a point
                 if pid in games:
                     games[pid] += 1
                     points[pid] += pts

@@ -196,6 +196,9 @@ def test_leaderboard_sorts_by_ordinal_and_counts_scores(tmp_path):
         assert board[0].games == 10 and board[0].score == pytest.approx(0.9)
         assert board[1].score == pytest.approx(0.1) and board[0].rating.mu > 25 > board[1].rating.mu
         assert len(state.rating_history(ARENA, "strong")) == 10
+        state.record_match(MatchResult("self", ARENA, ("strong", "strong"), (1.0, -1.0)))
+        board = {row.player_id: row for row in state.leaderboard(ARENA)}
+        assert board["strong"].games == 11 and board["strong"].score == pytest.approx(9.5 / 11)  # self-play: one game, half a point
 
 
 WRITER = """
