@@ -205,9 +205,8 @@ def run_and_kill_worker_0(ex, specs):
     runner.start()
     deadline = time.time() + 30
     while 0 not in ex.busy and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.3)
-    assert 0 in ex.busy, "worker 0 never got a batch, or finished before the kill"
+        time.sleep(0.001)
+    assert 0 in ex.busy, "worker 0 never got a batch, or finished before the kill"  # kill at once: a fast machine finishes soon
     victim = ex.workers[0]
     ray.kill(victim)  # mid-batch: the batch it plays is re-run on a fresh actor
     runner.join(timeout=120)
