@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from pettingzoo.test import api_test, seed_test
 
 pyspiel = pytest.importorskip("pyspiel")
@@ -124,18 +123,7 @@ def test_unsupported_games_are_refused_clearly():
 
 
 # ---------------------------------------------------------------------------- exploitability through the adapter
-class Scorer:
-    """A stand-in policy: log p(completion | prompt) from a function, one call per batch."""
-
-    backend = "test"
-
-    def __init__(self, logp):
-        self.logp, self.calls, self.seen = logp, 0, []
-
-    def score(self, prompts, completions):
-        self.calls += 1
-        self.seen += list(zip(prompts, completions))
-        return [torch.tensor([self.logp(p, c)], dtype=torch.float64) for p, c in zip(prompts, completions)]
+from test_league_exploitability import Scorer  # noqa: E402 (the same stand-in policy)
 
 
 def test_kuhn_through_the_adapter_matches_openspiel_exactly():
