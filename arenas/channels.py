@@ -163,7 +163,8 @@ class ChannelWrapper(BaseWrapper):
             dropped = bool(self._rng.random() < edge["drop"])
             delivered = None if dropped else self._noisy(kept, edge["noise"])
             due = (self._turn[sender] + 1 if self._simultaneous else self._turn[receiver]) + edge["delay"]
-            record = {"id": len(self.log), "sender": sender, "receiver": receiver, "text": kept, "delivered": delivered, "turn": self._turn[sender], "due": due}
+            record = {"id": len(self.log), "sender": sender, "receiver": receiver, "text": kept, "delivered": delivered,
+                      "length": len(message), "bandwidth": edge["bandwidth"], "turn": self._turn[sender], "due": due}
             self.log.append(record)
             if not dropped:
                 self._received[receiver].append(record)

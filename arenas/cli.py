@@ -108,14 +108,19 @@ def play_config(args: argparse.Namespace) -> PlayConfig:
     return validate(PlayConfig, {"arena": args.arena, "params": _params(args.param), **{k: v for k, v in flags.items() if v is not None}}, "command line")
 
 
-def play(args: argparse.Namespace, policy_factory: PolicyFactory) -> int:
-    cfg = play_config(args)
+def players(cfg: PlayConfig, policy_factory: PolicyFactory) -> tuple[Any, dict[str, str], dict[str, TextPolicy]]:
+    """The env of a play config, each agent's policy name, and its text policy."""
     env = arenas.make(cfg.arena, channel=cfg.channel.model_dump() if cfg.channel else None, **cfg.params)
     agents = list(env.possible_agents)
     names = cfg.policies if len(cfg.policies) > 1 else cfg.policies * len(agents)
     if len(names) != len(agents):
         raise ConfigError(f"{cfg.arena} has {len(agents)} agents ({', '.join(agents)}) but {len(names)} policies were given")
-    policies = {a: policy_factory(n, cfg.arena) for a, n in zip(agents, names)}
+    return env, dict(zip(agents, names)), {a: policy_factory(n, cfg.arena) for a, n in zip(agents, names)}
+
+
+def play(args: argparse.Namespace, policy_factory: PolicyFactory) -> int:
+    cfg = play_config(args)
+    env, names, policies = players(cfg, policy_factory)
     episodes = []
     with console.status(f"playing {cfg.arena}") as status:
         for i in range(cfg.episodes):
@@ -123,7 +128,7 @@ def play(args: argparse.Namespace, policy_factory: PolicyFactory) -> int:
             episodes.append(play_episode(env, policies, seed=cfg.seed + i, episode=i))
     default = Path("transcripts") / (_UNSAFE.sub("_", cfg.arena) + ".jsonl")  # "textarena:TicTacToe-v0" -> textarena_TicTacToe-v0
     path = write_transcript(cfg.transcript or default, episodes)
-    console.print(summary_table(cfg.arena, dict(zip(agents, names)), episodes))
+    console.print(summary_table(cfg.arena, names, episodes))
     console.print(f"transcript: {path} ({sum(len(e.steps) for e in episodes)} steps)")
     return 0
 

@@ -124,6 +124,17 @@ class TextArenaEnv(AECEnv):
         """Map raw text to a legal action; games with richer formats override it."""
         return parse_choice(text, legal)
 
+    def _private(self, agent: str) -> str | None:
+        """What only ``agent`` knows (a card, a target, a number), as ``info["private"]``: the meaning that
+        coordination analysis relates messages to. Space-separated attribute values where the game has them."""
+        return None
+
+    def parse_action(self, agent: str, text: str) -> str | None:
+        """The legal action ``text`` means for ``agent`` now, or None; the env does not change."""
+        legal = self._legal(agent)
+        parsed = self._parse(agent, text, legal) if legal else None
+        return parsed if parsed in legal else None
+
     # ------------------------------------------------------------------ PettingZoo API
     def observation_space(self, agent: str) -> Dict:
         return self._observation_spaces[agent]
@@ -195,6 +206,9 @@ class TextArenaEnv(AECEnv):
         info["phase"] = "act" if legal else ("write" if self.free_text else "talk")
         info["legal_actions"] = legal
         info["invalid_actions"] = self.invalid_counts[agent]
+        private = self._private(agent)
+        if private is not None:
+            info["private"] = private
 
     def _penalize(self, offender: str) -> None:
         """The offender of an unparseable action loses and the episode ends.

@@ -32,6 +32,7 @@ class Step:
     rewards: dict[str, float]  # every agent's reward from this step (channel costs included)
     messages_sent: list[dict[str, Any]] = field(default_factory=list)
     messages_delivered: list[dict[str, Any]] = field(default_factory=list)  # shown to this agent at this step
+    private: str | None = None  # what only this agent knew (info["private"]): a card, a target, a number
 
 
 @dataclass
@@ -65,6 +66,7 @@ def play_episode(env: Any, policies: Mapping[str, TextPolicy], seed: int | None 
             episode=episode, step=len(steps), agent=agent, observation=obs["text"], raw_action=action,
             parsed_action=after.get("parsed_action"), valid=bool(after.get("valid", True)), rewards=rewards,
             messages_sent=list(after.get("messages_sent", [])), messages_delivered=delivered,
+            private=info.get("private"),
         ))
     invalid = {a: sum(not s.valid for s in steps if s.agent == a) for a in env.possible_agents}
     return Episode(episode, seed, returns, invalid, steps)

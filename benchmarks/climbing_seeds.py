@@ -61,7 +61,7 @@ def run(job: tuple[int, str, int, str]) -> dict:
     policies = train(cfg, progress=False)["policies"]
     rollouts = collect(lambda: arenas.make("climbing_v0"), policies, [10**9 + i for i in range(64)], 1, max_new_tokens=20,
                        sample_seed=seed, keep_transcripts=True)
-    joint = Counter(tuple(str(t["parsed_action"]) for t in r.transcript) for r in rollouts)
+    joint = Counter(tuple(str(t.parsed_action) for t in r.transcript) for r in rollouts)
     (mode, n), = joint.most_common(1)
     return {"seed": seed, "algorithm": name, "settled": ",".join(mode), "share": n / len(rollouts),
             "optimum": joint[("a", "a")] / len(rollouts), "reward": sum(sum(r.returns().values()) / 2 for r in rollouts) / len(rollouts),

@@ -199,13 +199,13 @@ def rating_histories(state: LeagueState, arena: str) -> dict[str, list[tuple[int
     return out
 
 
-def _png(fig) -> str:
+def png_uri(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -218,7 +218,7 @@ def plot_exploitability(data: dict[str, Any]) -> str | None:
     curves = exploitability_curve(data)
     if not curves:
         return None
-    fig = _figure(8, 3.8)
+    fig = new_figure(8, 3.8)
     ax = fig.subplots()
     for pid, curve in curves.items():
         role = data["roles"].get(pid, "main_agent")
@@ -239,7 +239,7 @@ def plot_exploitability(data: dict[str, Any]) -> str | None:
     ax.set_title("Exploitability (0 = Nash equilibrium; lower is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    return _png(fig)
+    return png_uri(fig)
 
 
 def plot_payoff(data: dict[str, Any]) -> str | None:
@@ -250,7 +250,7 @@ def plot_payoff(data: dict[str, Any]) -> str | None:
     rates = data["win_rates"][np.ix_(idx, idx)].copy()
     rates[data["games"][np.ix_(idx, idx)] == 0] = np.nan
     size = min(14, 3 + 0.45 * len(members))
-    fig = _figure(size + 1.5, size)
+    fig = new_figure(size + 1.5, size)
     ax = fig.subplots()
     im = ax.imshow(np.ma.masked_invalid(rates), cmap="RdBu", vmin=0, vmax=1)
     ax.set_xticks(range(len(members)), members, rotation=90, fontsize=7)
@@ -264,13 +264,13 @@ def plot_payoff(data: dict[str, Any]) -> str | None:
     fig.colorbar(im, ax=ax, label="row's win rate against column", shrink=0.8)
     ax.set_facecolor("#e8e8e8")  # grey: the pair never met
     ax.set_title("Row's win rate against column", fontsize=10)
-    return _png(fig)
+    return png_uri(fig)
 
 
 def plot_ratings(data: dict[str, Any], histories: dict[str, list[tuple[int, float]]]) -> str | None:
     if not histories:
         return None
-    fig = _figure(8, 3.8)
+    fig = new_figure(8, 3.8)
     ax = fig.subplots()
     for pid, points in histories.items():
         role = data["roles"].get(pid, "snapshot")
@@ -283,7 +283,7 @@ def plot_ratings(data: dict[str, Any], histories: dict[str, list[tuple[int, floa
     ax.grid(alpha=0.3)
     if any(data["roles"].get(p) != "snapshot" for p in histories):
         ax.legend(fontsize=8)
-    return _png(fig)
+    return png_uri(fig)
 
 
 def dominance_graph(data: dict[str, Any], min_games: int = 2, margin: float = 0.05):
@@ -310,7 +310,7 @@ def plot_dominance(data: dict[str, Any]) -> str | None:
     if g.number_of_nodes() == 0:
         return None
     pos = {n: (d["order"], d["rating"]) for n, d in g.nodes(data=True)}
-    fig = _figure(9, 5)
+    fig = new_figure(9, 5)
     ax = fig.subplots()
     nx.draw_networkx_nodes(g, pos, ax=ax, node_size=260, node_color=[ROLE_COLOURS[g.nodes[n]["role"]] for n in g])
     labelled = list(g)
@@ -330,7 +330,7 @@ def plot_dominance(data: dict[str, Any]) -> str | None:
     handles = [__import__("matplotlib.lines", fromlist=["Line2D"]).Line2D([], [], marker="o", linestyle="", color=c, label=r)
                for r, c in ROLE_COLOURS.items() if any(g.nodes[n]["role"] == r for n in g)]
     ax.legend(handles=handles, fontsize=8, loc="best")
-    return _png(fig)
+    return png_uri(fig)
 
 
 def nash_mixture(data: dict[str, Any]) -> list[tuple[str, float]]:

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 import arenas
 from arenas.channels import ChannelConfig
 from marl.policy import Policy, PolicyMapping
-from marl.rollout import Rollout, Turn, collect
+from marl.rollout import Rollout, Turn, collect, transcript_jsonl
 from marl.workers import LocalExecutor, RayExecutor
 
 
@@ -250,8 +250,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             history.append({"step": step, **metrics})
             if tracker:
                 tracker.log_metrics(metrics, step)
-                if rollouts[0].transcript:
-                    tracker.log_dict(rollouts[0].transcript, f"transcripts/step_{step:05d}.json")
+                if rollouts[0].transcript:  # every episode of the step, as `agora play` writes them (for `agora analyze`)
+                    tracker.log_text(transcript_jsonl(rollouts), f"transcripts/step_{step:05d}.jsonl")
             bar(step, metrics)
             if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
                 break

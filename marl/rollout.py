@@ -14,10 +14,12 @@ are a group, and the rollouts returned are the root-to-leaf paths (they share th
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from arenas.play import Step
 from marl.policy import Policy
 
 
@@ -47,7 +49,7 @@ class Rollout:
     rewards: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # agent -> [(tick, reward)]
     messages: int = 0
     message_chars: int = 0
-    transcript: list[dict[str, Any]] = field(default_factory=list)
+    transcript: list[Step] = field(default_factory=list)  # the records of `agora play` (episode numbers set on writing)
 
     def returns(self, gamma: float = 1.0) -> dict[str, float]:
         return {a: sum(r * gamma**t for t, r in rs) for a, rs in self.rewards.items()}
@@ -114,11 +116,18 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
                 ro.turns.append(Turn(agent, ticks[i], text, out.prompt_ids, out.completion_ids, out.logprobs, out.text,
                                      bool(after.get("valid", True)), info.get("phase") == "talk", paths[i]))
                 if keep_transcripts:
-                    ro.transcript.append({"tick": ticks[i], "agent": agent, "observation": text, "action": out.text,
-                                          "parsed_action": after.get("parsed_action"), "valid": after.get("valid", True),
-                                          "rewards": dict(env.rewards)})
+                    ro.transcript.append(Step(
+                        episode=0, step=ticks[i], agent=agent, observation=text, raw_action=out.text,
+                        parsed_action=after.get("parsed_action"), valid=bool(after.get("valid", True)),
+                        rewards={a: float(r) for a, r in env.rewards.items()}, messages_sent=list(sent),
+                        messages_delivered=list(info.get("messages_received", [])), private=info.get("private")))
                 ticks[i] += 1
     return sorted(rollouts, key=lambda r: r.group)
+
+
+def transcript_jsonl(rollouts: list[Rollout]) -> str:
+    """The kept transcripts as JSONL lines of `agora play`'s format, episodes numbered in order."""
+    return "".join(json.dumps(asdict(s) | {"episode": e}) + "\n" for e, r in enumerate(rollouts) for s in r.transcript)
 
 
 def _branch(r: Rollout) -> Rollout:

@@ -7,7 +7,7 @@ import pytest
 from league.cli import main
 
 TRANSCRIPT_KEYS = {"episode", "step", "agent", "observation", "raw_action", "parsed_action", "valid", "rewards",
-                   "messages_sent", "messages_delivered"}
+                   "messages_sent", "messages_delivered", "private"}
 
 
 def test_arenas_lists_every_arena(capsys):

@@ -66,6 +66,9 @@ class raw_env(TextArenaEnv):
     def _legal(self, agent: str) -> list[str]:
         return self.vocabularies[agent] if self._reporting() else []
 
+    def _private(self, agent: str) -> str | None:
+        return str(self.values[int(agent.split("_")[1])])
+
     def _prompt(self, agent: str) -> str:
         n, task, last = self.n, self.task.upper(), int(self.vocabularies[agent][-1])
         total = self.talk_rounds + 1

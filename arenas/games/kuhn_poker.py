@@ -56,6 +56,9 @@ class raw_env(TextArenaEnv):
     def _parse(self, agent: str, text: str, legal: list[str]) -> str | None:
         return parse_choice(text, legal, ALIASES)
 
+    def _private(self, agent: str) -> str | None:
+        return CARD_NAMES[self.cards[int(agent[-1])]].split()[0]  # "Jack"
+
     def _prompt(self, agent: str) -> str:
         i = int(agent[-1])
         moves = [f"player {k % 2} {'bet' if h == 'b' else 'passed'}" for k, h in enumerate(self.history)]

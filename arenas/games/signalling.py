@@ -93,6 +93,9 @@ class raw_env(TextArenaEnv):
                 return message
         return None
 
+    def _private(self, agent: str) -> str | None:
+        return self.describe(self.objects[self.target]) if agent == "speaker" else None
+
     def describe(self, obj: tuple[int, ...]) -> str:
         return " ".join(ATTRIBUTES[a][1][obj[a]] for a in WORD_ORDER if a < self.num_attributes)
 
