@@ -26,9 +26,7 @@ message, a poker player's bet): actions then are the only signals.
 from __future__ import annotations
 
 import argparse
-import base64
 import html
-import io
 import json
 import re
 from collections import Counter, defaultdict
@@ -333,8 +331,8 @@ def step_of(path: Path, index: int) -> int:
 
 
 # ---------------------------------------------------------------------------- pictures and the report
-def plot_lexicon(analysis: Analysis, sender: str, top: int = 24) -> str:
-    from league.report import new_figure, png_uri
+def plot_lexicon(analysis: Analysis, sender: str, top: int = 24):
+    from league.report import new_figure
 
     table = analysis.lexicon[sender]
     meanings = list(table)
@@ -353,14 +351,14 @@ def plot_lexicon(analysis: Analysis, sender: str, top: int = 24) -> str:
     ax.set_ylabel(f"{sender}'s private information")
     ax.set_title(f"{sender}: P(message | meaning)")
     fig.colorbar(im, ax=ax, shrink=0.8)
-    return png_uri(fig)
+    return fig
 
 
-def plot_edges(analysis: Analysis) -> str | None:
+def plot_edges(analysis: Analysis):
     """The communication graph as used: an arrow per edge that carried messages, width by how many."""
     import networkx as nx
 
-    from league.report import new_figure, png_uri
+    from league.report import new_figure
 
     g = nx.DiGraph()
     for name, s in analysis.edges.items():
@@ -380,7 +378,7 @@ def plot_edges(analysis: Analysis) -> str | None:
                            edge_vmax=1, connectionstyle="arc3,rad=0.12", arrowsize=14, node_size=900)
     ax.set_title("edge usage (width: messages; red: share dropped)")
     ax.axis("off")
-    return png_uri(fig)
+    return fig
 
 
 def _cmap(name: str):
@@ -389,8 +387,8 @@ def _cmap(name: str):
     return matplotlib.colormaps[name]
 
 
-def plot_training(steps: list[int], analyses: list[Analysis]) -> str:
-    from league.report import new_figure, png_uri
+def plot_training(steps: list[int], analyses: list[Analysis]):
+    from league.report import new_figure
 
     fig = new_figure(9, 3.4)
     left, right = fig.subplots(1, 2)
@@ -409,7 +407,19 @@ def plot_training(steps: list[int], analyses: list[Analysis]) -> str:
     right.set_xlabel("training step")
     right.set_title("the protocol")
     right.legend(fontsize=8)
-    return png_uri(fig)
+    return fig
+
+
+def figures(analysis: Analysis, history: tuple[list[int], list[Analysis]] | None = None) -> dict[str, Any]:
+    """The report's pictures by file name: the protocol over training, P(message | meaning), edge usage."""
+    out = {}
+    if history and len(history[0]) > 1:
+        out["over_training"] = plot_training(*history)
+    out |= {f"lexicon_{re.sub(r'[^A-Za-z0-9_-]', '_', s)}": plot_lexicon(analysis, s) for s in analysis.lexicon}
+    graph = plot_edges(analysis)
+    if graph is not None:
+        out["edges"] = graph
+    return out
 
 
 def summary(analysis: Analysis) -> list[str]:
@@ -426,7 +436,7 @@ def summary(analysis: Analysis) -> list[str]:
     return out
 
 
-def render_html(analysis: Analysis, history: tuple[list[int], list[Analysis]] | None = None) -> str:
+def render_html(analysis: Analysis, images: list[str]) -> str:
     def table(rows: dict[str, dict[str, float]], title: str) -> str:
         if not rows:
             return ""
@@ -435,12 +445,6 @@ def render_html(analysis: Analysis, history: tuple[list[int], list[Analysis]] | 
         body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{_fmt(v[c])}</td>" for c in cols) + "</tr>" for k, v in rows.items())
         return f"<h2>{title}</h2><table><tr><th></th>{head}</tr>{body}</table>"
 
-    images = [plot_lexicon(analysis, s) for s in analysis.lexicon]
-    graph = plot_edges(analysis)
-    if graph:
-        images.append(graph)
-    if history and len(history[0]) > 1:
-        images.insert(0, plot_training(*history))
     signalling = {s: {k: v for k, v in asdict(x).items()} | {"topographic_similarity": analysis.topsim.get(s)}
                   for s, x in analysis.signalling.items()}
     influence = {i.mode: {k: v for k, v in asdict(i).items() if k != "mode"} for i in analysis.influence.values()}
@@ -484,7 +488,9 @@ def print_tables(analysis: Analysis) -> None:
 
 # ---------------------------------------------------------------------------- the command
 def run(args: argparse.Namespace, policy_factory: Callable[[str, str], TextPolicy]) -> int:
-    """``agora analyze PATH``: measure, print, write ``report.html`` and ``analysis.json``, log to MLflow."""
+    """``agora analyze PATH``: measure, print, write ``report.html``, PNGs and ``analysis.json``, log to MLflow."""
+    from league.report import png_uri
+
     path = Path(args.path)
     out = Path(args.out or Path("analysis") / (path.stem if path.suffix else path.name or "run"))
     out.mkdir(parents=True, exist_ok=True)
@@ -517,8 +523,12 @@ def run(args: argparse.Namespace, policy_factory: Callable[[str, str], TextPolic
     for line in summary(analysis):
         console.print(line)
     (out / "analysis.json").write_text(json.dumps(_jsonable(analysis), indent=1))
+    images = []
+    for name, fig in figures(analysis, history).items():
+        fig.savefig(out / f"{name}.png", dpi=100)
+        images.append(png_uri(fig))
     report = out / "report.html"
-    report.write_text(render_html(analysis, history))
+    report.write_text(render_html(analysis, images))
     console.print(f"report: {report}")
     if run_id:
         from mlflow import MlflowClient

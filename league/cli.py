@@ -10,7 +10,7 @@ from rich.console import Console
 from arenas import cli as arenas_cli
 from arenas.config import ConfigError
 from league import analyze
-from league import curriculum
+from league import curriculum, sweep
 from league import runner as league_runner
 from marl import cli as marl_cli
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     league_runner.add_commands(sub)
     curriculum.add_commands(sub)
     analyze.add_commands(sub, policy_factory=marl_cli.policy_factory)
+    sweep.add_commands(sub, policy_factory=marl_cli.policy_factory)
     return parser
 
 
