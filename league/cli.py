@@ -10,7 +10,7 @@ from rich.console import Console
 from arenas import cli as arenas_cli
 from arenas.config import ConfigError
 from league import analyze
-from league import curriculum, sweep
+from league import sweep
 from league import runner as league_runner
 from marl import cli as marl_cli
 
@@ -22,7 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
     arenas_cli.add_commands(sub, policy_factory=marl_cli.policy_factory)
     marl_cli.add_commands(sub)
     league_runner.add_commands(sub)
-    curriculum.add_commands(sub)
     analyze.add_commands(sub, policy_factory=marl_cli.policy_factory)
     sweep.add_commands(sub, policy_factory=marl_cli.policy_factory)
     return parser
