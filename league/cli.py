@@ -11,6 +11,7 @@ from arenas import cli as arenas_cli
 from arenas.config import ConfigError
 from league import analyze
 from league import sweep
+from league import curriculum
 from league import runner as league_runner
 from marl import cli as marl_cli
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     arenas_cli.add_commands(sub, policy_factory=marl_cli.policy_factory)
     marl_cli.add_commands(sub)
     league_runner.add_commands(sub)
+    curriculum.add_commands(sub)
     analyze.add_commands(sub, policy_factory=marl_cli.policy_factory)
     sweep.add_commands(sub, policy_factory=marl_cli.policy_factory)
     return parser
