@@ -340,6 +340,7 @@ def plot_lexicon(analysis: Analysis, sender: str, top: int = 24):
     for row in table.values():
         totals.update(row)
     texts = [t for t, _ in totals.most_common(top)]
+    texts.sort(key=lambda t: (max(range(len(meanings)), key=lambda i: table[meanings[i]].get(t, 0)), t))  # a code reads as a diagonal
     counts = np.array([[table[m].get(t, 0) for t in texts] for m in meanings], dtype=float)
     counts /= np.maximum(counts.sum(1, keepdims=True), 1)
     fig = new_figure(min(2 + 0.45 * len(texts), 12), 1.2 + 0.35 * len(meanings))

@@ -9,9 +9,7 @@ from rich.console import Console
 
 from arenas import cli as arenas_cli
 from arenas.config import ConfigError
-from league import analyze
-from league import sweep
-from league import curriculum
+from league import analyze, curriculum, sweep
 from league import runner as league_runner
 from marl import cli as marl_cli
 
