@@ -482,8 +482,10 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
 
 
 def _solved_example(family, levels: list[int], rng: np.random.Generator) -> tuple[str, str]:
+    """A task and its solution; families whose responses have a fixed format give one that teaches only the format
+    beyond the task's own difficulty (``format_example``)."""
     task = family.generate(int(rng.choice(levels)), rng)
-    return task.prompt, family.solution(task)
+    return task.prompt, family.format_example(task, rng) if hasattr(family, "format_example") else family.solution(task)
 
 
 def _proposal_example(family, levels: list[int], rng: np.random.Generator) -> tuple[str, str]:

@@ -16,8 +16,8 @@ is an ``Invalid`` with the reason, which the curriculum loop penalises.
 Families: ``arithmetic`` (integer expressions, difficulty = operators), ``string`` (chains of string
 transformations), ``program_deduction`` / ``program_abduction`` (a small Python function and an input:
 predict the output, or find an input for an output; programs run only in :mod:`arenas.sandbox`, twice, to
-check they are deterministic), ``chain`` (additions mod 10 solved by rewriting, where every level is the
-previous one plus a step: the learning benchmark's family), and ``arena_signalling`` / ``arena_negotiation``
+check they are deterministic), ``chain`` (running totals mod 10, where every level is the previous one plus
+a step: the learning benchmark's family), and ``arena_signalling`` / ``arena_negotiation``
 (arena configurations, so that a curriculum can drive multi-agent training too).
 """
 
@@ -336,12 +336,12 @@ class Program:
 
 # ---------------------------------------------------------------------------- chain: composing difficulty
 class Chain:
-    """Add single digits mod 10 by rewriting: ``3+4+2+7`` -> ``7+2+7 9+7 6``. Level d has d additions.
+    """Add digits mod 10 by rewriting: ``3+4+2+7`` -> ``7+2+7 9+7 6``. Level d has d additions.
 
-    The answer is the whole rewrite: each step adds the first two numbers and copies the rest, so every
-    level is the previous level plus one step, and a solver that masters level d needs one new step (not a
-    new skill) for level d + 1. Guessing level d blindly succeeds with chance about 10**-d: a solver sampled
-    on levels far beyond what it can do gets no reward signal at all. This is the family where a curriculum
+    The answer is the whole rewrite: each step adds the first two numbers and copies the rest, so level d + 1 is
+    level d plus one step of the same kind, and a solver that masters level d needs one more step, not a new
+    skill, for level d + 1, while a solver that cannot take the first steps yet finds no reward at all on a hard
+    level (a blind guess of level d succeeds with chance about 10**-d). This is the family where a curriculum
     should matter; the learning benchmark uses it."""
 
     name = "chain"
@@ -356,10 +356,12 @@ class Chain:
         return task
 
     @staticmethod
-    def rewrite(digits: list[int]) -> list[str]:
+    def rewrite(digits: list[int], sums: list[int] | None = None) -> list[str]:
+        """The lines of the rewrite; ``sums`` replaces the sums after the first (a warm start's random ones)."""
         lines = []
         while len(digits) > 1:
-            digits = [(digits[0] + digits[1]) % 10] + digits[2:]
+            total = (digits[0] + digits[1]) % 10 if not lines or sums is None else sums[len(lines) - 1]
+            digits = [total] + digits[2:]
             lines.append("+".join(map(str, digits)))
         return lines
 
@@ -380,6 +382,12 @@ class Chain:
 
     def solution(self, task: Task) -> str:
         return task.answer
+
+    def format_example(self, task: Task, rng: np.random.Generator) -> str:
+        """A warm-start response: the first step right, then the later lines with their copies right and random
+        sums. It teaches the format of every level and the first step, not the later steps."""
+        digits = [int(c) for c in task.spec["expression"].split("+")]
+        return " ".join(self.rewrite(digits, [int(x) for x in rng.integers(10, size=len(digits))]))
 
     def propose_prompt(self, difficulty: int) -> str:
         return f"chain level {difficulty}:"

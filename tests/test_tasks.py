@@ -62,6 +62,12 @@ def test_chain_rewrites_one_addition_per_step():
     assert task.answer == "7+2+7 9+7 6" and task.difficulty == 3
     assert family.check(task, " 7+2+7  9+7 6 ") and not family.check(task, "6") and not family.check(task, "7+2+7 9+7 5")
     assert isinstance(family.parse("3+4+2+7+1+1+1+1"), Invalid) and isinstance(family.parse("12+3"), Invalid)
+    # the warm start's responses: every line's shape and copies right, the first sum right, later sums random
+    rng = np.random.default_rng(0)
+    examples = [family.format_example(task, rng).split() for _ in range(200)]
+    assert all(e[0] == "7+2+7" and e[1][1:] == "+7" and len(e[2]) == 1 for e in examples)
+    assert len({e[1][0] for e in examples}) == 10 and len({e[2] for e in examples}) == 10
+    assert family.format_example(family.parse("3+4"), rng) == "7"
 
 
 def test_program_deduction_and_abduction():
