@@ -70,7 +70,10 @@ class TinyPolicy:
         return self.tokenizer.encode(completion) + [tiny_gpt.EOS]
 
     def generate(self, prompts, *, max_new_tokens=32, temperature=1.0, top_p=1.0, stop=(), seed=None, infos=None):
-        ids = [self.encode_prompt(p) for p in prompts]
+        # A prompt longer than the window keeps its last tokens; the ids returned are that window, so that
+        # `score` later sees the very positions the sample was drawn at (the model's positions are absolute).
+        keep = max(1, self.model.config.block_size - max_new_tokens)
+        ids = [self.encode_prompt(p)[-keep:] for p in prompts]
         samples = tiny_gpt.generate(self.model, ids, max_new_tokens, temperature, top_p, seed=seed)
         out = []
         for p, s in zip(ids, samples):

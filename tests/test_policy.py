@@ -49,6 +49,18 @@ def test_generate_logprobs_equal_score(policy):
         np.testing.assert_allclose(c.logprobs, s.numpy(), atol=2e-4)
 
 
+def test_a_prompt_longer_than_the_tiny_window_scores_as_it_was_sampled():
+    """Training must see the positions sampling saw: the returned prompt ids are the window kept."""
+    small = TinyPolicy.create(seed=0, n_layer=1, n_embd=32, n_head=2, block_size=64)
+    long_prompts = ["x" * 200 + PROMPTS[0], "y" * 90 + PROMPTS[1]]
+    out = small.generate(long_prompts, max_new_tokens=20, seed=2)
+    assert all(len(c.prompt_ids) == 64 - 20 for c in out)
+    with torch.no_grad():
+        scored = small.score([c.prompt_ids for c in out], [c.completion_ids for c in out])
+    for c, s in zip(out, scored):
+        np.testing.assert_allclose(c.logprobs, s.numpy(), atol=2e-4)
+
+
 def test_score_text_ranks_legal_actions_and_has_gradients(policy):
     model = policy.model
     lp = policy.score([PROMPTS[0]] * 2, ["<answer>pass</answer>", "<answer>bet</answer>"])
