@@ -7,7 +7,8 @@ Reads top to bottom like the loop it runs (after Absolute Zero, R-Zero, Prioriti
                   is drawn from the buffer: rank-prioritised by score with a temperature, mixed with staleness
         propose:  the other slots get new tasks: the proposer (an LLM policy) writes ``group_size`` texts per
                   target difficulty, the family's validator parses them and computes the answers (programs run in
-                  the sandbox); or, with ``proposer.kind: generator``, the family draws them at random difficulties
+                  the sandbox); or the family draws them, at random levels (``proposer.kind: generator``) or at the
+                  levels whose recent solve rate p is nearest 1/2 (``frontier``, the lowest unsolved level on ties)
         solve:    the solver (an LLM policy) attempts every task ``attempts`` times: solve rate p
         solver:   GRPO over each task's attempts (advantage = reward minus the task's mean): MAGRPO with one
                   agent, through ``marl.magrpo.update``
@@ -89,7 +90,8 @@ class SolverConfig(BaseModel):
 
 class ProposerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["policy", "generator"] = "policy"  # an LLM writes tasks, or the family draws them at random
+    kind: Literal["policy", "generator", "frontier"] = "policy"  # an LLM writes tasks; or the family draws them at
+    # random levels (generator) or at the levels whose recent solve rate earns the proposer the most (frontier)
     policy: PolicySpec = PolicySpec()
     difficulties: list[int] | None = None  # target difficulties asked for (default: 1..max_difficulty)
     group_size: int = Field(4, ge=2)  # texts per proposer prompt (its GRPO group)
@@ -101,6 +103,8 @@ class ProposerConfig(BaseModel):
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(64, ge=1)
     snapshot_every: int = Field(10, ge=1)  # save the proposer's weights every this many steps
+    frontier_temperature: float = Field(0.3, gt=0)  # frontier: rank prioritisation of levels by their recent score
+    frontier_explore: float = Field(0.1, ge=0, le=1)  # frontier: share of levels drawn uniformly
     warm_start: WarmStart | None = None
 
 
@@ -193,6 +197,14 @@ def proposer_rewards(parsed: list[Task | Invalid], solve_rates: dict[int, float]
 
 
 # ---------------------------------------------------------------------------- the prioritized task buffer
+def rank_probabilities(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """PLR's rank prioritisation: P(i) proportional to rank(i) ** (-1 / temperature), rank 1 the highest score."""
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    h = ranks ** (-1.0 / temperature)
+    return h / h.sum()
+
+
 @dataclass
 class Entry:
     task: Task
@@ -216,13 +228,10 @@ class TaskBuffer:
         return len(self.entries) >= min(self.cfg.min_fill, self.cfg.size)
 
     def probabilities(self, step: int) -> np.ndarray:
-        scores = np.array([e.score for e in self.entries])
-        ranks = np.empty(len(scores))
-        ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
-        h = ranks ** (-1.0 / self.cfg.temperature)
+        p_score = rank_probabilities(np.array([e.score for e in self.entries]), self.cfg.temperature)
         stale = np.array([step - e.last_seen for e in self.entries], dtype=float)
         p_stale = stale / stale.sum() if stale.sum() > 0 else np.full(len(stale), 1 / len(stale))
-        return (1 - self.cfg.staleness) * h / h.sum() + self.cfg.staleness * p_stale
+        return (1 - self.cfg.staleness) * p_score + self.cfg.staleness * p_stale
 
     def sample(self, k: int, step: int, rng: np.random.Generator) -> list[Task]:
         """``k`` distinct tasks (fewer if the buffer is smaller)."""
@@ -386,6 +395,7 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
 
     tracker = _tracker(cfg, out)
     buffer = TaskBuffer(cfg.buffer)
+    level_rate = {d: 0.5 for d in levels}  # frontier: a moving average of each level's solve rate (an optimistic start)
     archive: dict[str, Record] = {}
     history: list[dict[str, float]] = []
     solver_samples = solver_updates = 0
@@ -399,7 +409,8 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
                 replays = int(rng.binomial(cfg.tasks_per_step, cfg.buffer.replay_prob)) if buffer.ready else 0
                 replayed = buffer.sample(replays, step, rng)
                 wanted = cfg.tasks_per_step - len(replayed)
-                texts, parsed, targets = _propose(family, proposer, cfg.proposer, levels, wanted, rng, seed=cfg.seed * 1_000_003 + step)
+                texts, parsed, targets = _propose(family, proposer, cfg.proposer, levels, wanted, rng, seed=cfg.seed * 1_000_003 + step,
+                                                  level_rate=level_rate)
                 new = [t for t in parsed if isinstance(t, Task)]
                 tasks = replayed + new
                 # ---- the solver attempts every task n times
@@ -434,7 +445,10 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
                         snapshot = _snapshot(proposer, out, step + 1)
                 # ---- buffer and archive
                 for task, rs in zip(tasks, rewards):
-                    buffer.add(task, buffer_score(rs, cfg.buffer.score), step)
+                    score = buffer_score(rs, cfg.buffer.score)
+                    buffer.add(task, score, step)
+                    if task.difficulty in level_rate:
+                        level_rate[task.difficulty] = 0.5 * level_rate[task.difficulty] + 0.5 * float(np.mean(rs))
                     rec = archive.get(task.key())
                     if rec is None:
                         rec = archive[task.key()] = Record(task, step, snapshot, float(np.mean(rs)))
@@ -493,13 +507,25 @@ def _proposal_example(family, levels: list[int], rng: np.random.Generator) -> tu
     return family.propose_prompt(d), family.render(family.generate(d, rng))
 
 
-def _propose(family, proposer, cfg: ProposerConfig, levels: list[int], wanted: int, rng: np.random.Generator, seed: int):
+def frontier_scores(level_rate: dict[int, float], levels: list[int]) -> np.ndarray:
+    """Levels by min(p, 1 - p) of their recent solve rate: the edge of the solver's ability. Among equal scores (all
+    solved or never solved) the lowest unsolved level comes first: the next step up."""
+    return np.array([learnability(level_rate[d], "r_zero") + 1e-6 * (level_rate[d] < 0.5) * (len(levels) - k)
+                     for k, d in enumerate(levels)])
+
+
+def _propose(family, proposer, cfg: ProposerConfig, levels: list[int], wanted: int, rng: np.random.Generator, seed: int,
+             level_rate: dict[int, float] | None = None):
     """``wanted`` new tasks (or, for a policy, ``group_size`` texts per target difficulty, rounded up): the texts with
     their prompts, the parsed tasks (or Invalid) and the target difficulties."""
     if wanted <= 0:
         return [], [], []
     if proposer is None:
-        targets = [int(d) for d in rng.choice(levels, size=wanted)]
+        p = None
+        if cfg.kind == "frontier" and level_rate:
+            p = rank_probabilities(frontier_scores(level_rate, levels), cfg.frontier_temperature)
+            p = (1 - cfg.frontier_explore) * p + cfg.frontier_explore / len(levels)
+        targets = [int(d) for d in rng.choice(levels, size=wanted, p=p)]
         return [], [family.generate(d, rng) for d in targets], targets
     groups = math.ceil(wanted / cfg.group_size)
     targets = [int(d) for d in rng.choice(levels, size=groups) for _ in range(cfg.group_size)]
@@ -518,6 +544,7 @@ def _propose(family, proposer, cfg: ProposerConfig, levels: list[int], wanted: i
 def _step_metrics(tasks, p, n_replayed, parsed, prop_rewards, targets, buffer, step, levels) -> dict[str, float]:
     """Solve rates and the difficulty distribution of the step's tasks, the proposer's reward, the buffer."""
     m: dict[str, float] = {"solve/mean": float(np.mean(p)) if p else float("nan"),
+                           "solve/informative": float(np.mean([0 < x < 1 for x in p])) if p else float("nan"),  # tasks that teach
                            "difficulty/mean": float(np.mean([t.difficulty for t in tasks])) if tasks else float("nan"),
                            "tasks/replayed": float(n_replayed), "tasks/new": float(len(tasks) - n_replayed)}
     for d in levels:

@@ -393,6 +393,57 @@ class Chain:
         return f"chain level {difficulty}:"
 
 
+class Mirror:
+    """Write the last d letters of a word backwards: ``bdhaec 3`` -> ``cea``. Level d: d letters.
+
+    Every word has ``max_difficulty`` letters from ``a``..``j``, so the prompts of all levels look alike and level
+    d + 1 is level d plus one more letter: a solver that writes the first d letters right needs one more step
+    for level d + 1, while one that cannot yet finds no reward at all on a hard level (a blind guess of level d
+    succeeds with chance 10**-d). Each letter is read from its own place of the word, so each step is learned
+    on its own: the family where a curriculum should matter most. The learning benchmark uses it."""
+
+    name = "mirror"
+    LETTERS = "abcdefghij"
+
+    def __init__(self, max_difficulty: int = 6):
+        self.max_difficulty = max_difficulty
+
+    def generate(self, difficulty: int, rng: np.random.Generator) -> Task:
+        word = "".join(self.LETTERS[i] for i in rng.integers(len(self.LETTERS), size=self.max_difficulty))
+        task = self.parse(f"{word} {difficulty}")
+        assert isinstance(task, Task), task
+        return task
+
+    def parse(self, text: str) -> Task | Invalid:
+        m = re.fullmatch(r"\s*([a-j]+)\s+(\d+)\s*", task_text(text))
+        if not m:
+            return Invalid("expected a word of letters a..j and a level, e.g. bdhaec 3")
+        word, level = m.group(1), int(m.group(2))
+        if len(word) != self.max_difficulty:
+            return Invalid(f"the word has {len(word)} letters, need {self.max_difficulty}")
+        if not 1 <= level <= self.max_difficulty:
+            return Invalid(f"level {level}, need 1..{self.max_difficulty}")
+        return Task(self.name, f"{word} {level}", word[::-1][:level], level, {"word": word, "level": level})
+
+    def render(self, task: Task) -> str:
+        return f"<task>{task.prompt}</task>"
+
+    def check(self, task: Task, response: str) -> bool:
+        return response.strip() == task.answer
+
+    def solution(self, task: Task) -> str:
+        return task.answer
+
+    def format_example(self, task: Task, rng: np.random.Generator) -> str:
+        """A warm-start response: the first letter right, then random letters up to the level's length. It teaches
+        the format (how many letters each level wants) and the first step, not the later ones."""
+        rest = rng.integers(len(self.LETTERS), size=task.difficulty - 1)
+        return task.answer[0] + "".join(self.LETTERS[i] for i in rest)
+
+    def propose_prompt(self, difficulty: int) -> str:
+        return f"mirror level {difficulty}:"
+
+
 # ---------------------------------------------------------------------------- arena configurations
 class ArenaConfig:
     """An arena configuration as a task: harder settings of a multi-agent arena (more objects to tell apart in
@@ -455,6 +506,7 @@ FAMILIES = {
     "program_deduction": lambda **kw: Program("deduction", **kw),
     "program_abduction": lambda **kw: Program("abduction", **kw),
     "chain": Chain,
+    "mirror": Mirror,
     "arena_signalling": lambda **kw: ArenaConfig("arena_signalling", **kw),
     "arena_negotiation": lambda **kw: ArenaConfig("arena_negotiation", **kw),
 }

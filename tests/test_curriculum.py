@@ -10,8 +10,8 @@ import pytest
 from arenas.config import ConfigError
 from league import cli
 from league.curriculum import (BufferConfig, CurriculumConfig, ProposerConfig, SolverConfig, TaskBuffer, Tracking, WarmStart,
-                               arena_solve_rate, buffer_score, duplicate_clusters, export, grpo_batch, learnability,
-                               load_config, proposer_rewards, read_archive, run)
+                               arena_solve_rate, buffer_score, duplicate_clusters, export, frontier_scores, grpo_batch,
+                               learnability, load_config, proposer_rewards, rank_probabilities, read_archive, run)
 from league.tasks import Invalid, load_family
 from marl.policy import PolicySpec, ScriptedPolicy
 from marl.rollout import Turn
@@ -97,6 +97,14 @@ def test_buffer_replaces_the_lowest_score_and_waits_for_min_fill():
     assert b.add(ts[0], 0.0, step=2) and b.entries[b.index[ts[0].key()]].score == 0.0  # a replayed task is rescored
     stats = b.stats(step=3)
     assert stats["buffer/size"] == 3 and 0 < stats["buffer/score_mean"] < stats["buffer/score_max"]
+
+
+def test_frontier_prefers_the_edge_and_then_the_next_level_up():
+    levels = [1, 2, 3, 4]
+    edge = rank_probabilities(frontier_scores({1: 1.0, 2: 0.6, 3: 0.1, 4: 0.0}, levels), 0.3)
+    assert edge.argmax() == 1 and edge[2] > edge[0] and edge[2] > edge[3]
+    stuck = rank_probabilities(frontier_scores({1: 1.0, 2: 1.0, 3: 0.0, 4: 0.0}, levels), 0.3)
+    assert stuck.argmax() == 2 and stuck[2] > stuck[3]  # all solved or unsolved: the lowest unsolved level
 
 
 # ---------------------------------------------------------------------------- the loop, export, MLflow
@@ -216,3 +224,22 @@ def test_trl_grpo_trainer_takes_the_export_and_steps(tmp_path, tiny_hf_model):
     trainer.train()
     assert trainer.state.global_step == 1 and seen and set(seen) <= set(data["answer"])
     assert any(not np.allclose(before[k].detach(), v.detach()) for k, v in model.named_parameters())
+
+
+# ---------------------------------------------------------------------------- a curriculum spends samples where they teach
+def test_frontier_curriculum_spends_more_samples_on_tasks_that_teach(tmp_path):
+    """A small, seeded version of benchmarks/curriculum_learning.py: at equal solver samples, the frontier proposer
+    gives the solver more tasks whose attempts disagree (0 < p < 1, a non-zero GRPO advantage) than uniform levels."""
+    informative, samples = {}, {}
+    for arm in ("generator", "frontier"):
+        cfg = CurriculumConfig(
+            family="mirror", family_params={"max_difficulty": 4}, steps=25, tasks_per_step=16, seed=3, final_eval=False,
+            buffer=BufferConfig(replay_prob=0.0), proposer=ProposerConfig(kind=arm),
+            solver=SolverConfig(policy=PolicySpec(gpt={"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 32}), attempts=8,
+                                lr=2e-3, max_new_tokens=6, warm_start=WarmStart(steps=150, batch_size=32, lr=3e-3, difficulties=[1, 2, 3, 4])),
+            tracking=Tracking(enabled=False))
+        result = run(cfg, tmp_path / arm, progress=False)
+        informative[arm] = np.mean([h["solve/informative"] for h in result["history"]])
+        samples[arm] = result["summary"]["solver_samples"]
+    assert samples["generator"] == samples["frontier"]
+    assert informative["frontier"] > informative["generator"] + 0.1, informative

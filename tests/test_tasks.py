@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 import arenas
 from league.tasks import Invalid, Task, final_answer, load_family, names, task_text
 
-ANSWER_FAMILIES = ["arithmetic", "string", "program_deduction", "program_abduction", "chain"]
+ANSWER_FAMILIES = ["arithmetic", "string", "program_deduction", "program_abduction", "chain", "mirror"]
 
 
 def test_registry_loads_by_name_and_names_the_known_ones():
-    assert {"arithmetic", "string", "program_deduction", "program_abduction", "chain", "arena_signalling",
+    assert {"arithmetic", "string", "program_deduction", "program_abduction", "chain", "mirror", "arena_signalling",
             "arena_negotiation"} <= set(names())
     assert load_family("chain", max_difficulty=3).max_difficulty == 3
     with pytest.raises(KeyError, match="known: arena_negotiation"):
@@ -30,7 +30,7 @@ def test_generate_render_parse_check_round_trip(name):
         assert isinstance(task, Task) and task.family == name and task.difficulty == d and task.prompt
         assert family.parse(family.render(task)) == task  # what a proposer writes reads back as the same task
         assert family.check(task, family.solution(task))
-        assert family.check(task, "I think so.\n" + family.solution(task)) or name == "chain"
+        assert family.check(task, "I think so.\n" + family.solution(task)) or name in ("chain", "mirror")
         assert not family.check(task, "")
         if name != "program_abduction":  # there, another input may well give the same output
             assert not family.check(task, "<answer>-12345</answer>")
@@ -68,6 +68,18 @@ def test_chain_rewrites_one_addition_per_step():
     assert all(e[0] == "7+2+7" and e[1][1:] == "+7" and len(e[2]) == 1 for e in examples)
     assert len({e[1][0] for e in examples}) == 10 and len({e[2] for e in examples}) == 10
     assert family.format_example(family.parse("3+4"), rng) == "7"
+
+
+def test_mirror_levels_share_the_word_and_add_one_letter():
+    family = load_family("mirror", max_difficulty=5)
+    tasks = [family.parse(f"<task>bdhae {d}</task>") for d in range(1, 6)]
+    assert [t.answer for t in tasks] == ["e", "ea", "eah", "eahd", "eahdb"] and [t.difficulty for t in tasks] == [1, 2, 3, 4, 5]
+    assert family.check(tasks[2], " eah\n") and not family.check(tasks[2], "eahd") and not family.check(tasks[2], "ea")
+    for text in ("bdhae", "bdhaek 2", "bdha 2", "bdhae 6", "bdhae 0"):
+        assert isinstance(family.parse(text), Invalid), text
+    rng = np.random.default_rng(0)
+    examples = [family.format_example(tasks[3], rng) for _ in range(200)]  # first letter right, then random
+    assert all(len(e) == 4 and e[0] == "e" for e in examples) and len({e[1] for e in examples}) == 10
 
 
 def test_program_deduction_and_abduction():
@@ -127,5 +139,5 @@ def test_answer_and_task_extraction():
 @settings(max_examples=60, deadline=None)
 @given(st.text(max_size=300))
 def test_any_proposer_text_is_a_task_or_invalid_never_an_error(text):
-    for name in ("arithmetic", "string", "chain", "arena_negotiation"):
+    for name in ("arithmetic", "string", "chain", "mirror", "arena_negotiation"):
         assert isinstance(load_family(name).parse(text), (Task, Invalid))
