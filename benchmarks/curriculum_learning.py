@@ -14,6 +14,14 @@ at most the same number of updates (a step whose tasks are all solved or all fai
 
 Measured: greedy accuracy on 200 held-out tasks of the hardest level D (their own seed), per seed, and the time.
 Run: ``python benchmarks/curriculum_learning.py`` (3 seeds, 2 processes at once).
+
+Measured here (2 shared cores, defaults: D = 5, 600 steps x 32 tasks x 8 attempts = 153,600 solver samples per arm,
+lr 1e-3, temperature 1.2), held-out level-5 accuracy, uniform / curriculum: seed 0 100.0% / 0.0%, seed 1 0.0% /
+0.0%, seed 2 0.0% / 0.0%; 11.0 minutes in all. The curriculum arm mastered levels 1-3 or 1-4 in every seed and then
+stalled, uniform mastered everything in one seed and stalled at level 1 or 2 in the others: no advantage, and the
+outcome is dominated by when (and whether) the tiny GPT learns the next letter. With lr 2e-3, temperature 1.0 and
+500 steps: 10.5 / 0.0, 0.0 / 0.0, 0.0 / 0.0. Single-seed runs with Prioritized Level Replay of buffered tasks
+(``--replay-prob 0.3``) were worse than without it (the solver learns replayed instances, not the next step).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ def config(arm: str, seed: int, args):
         buffer=BufferConfig(size=args.buffer_size, replay_prob=args.replay_prob if arm == "curriculum" else 0.0,
                             temperature=args.rank_temperature, staleness=args.staleness, min_fill=args.tasks_per_step),
         proposer=ProposerConfig(kind=args.proposer if arm == "curriculum" else "generator"),
-        solver=SolverConfig(policy=PolicySpec(gpt=gpt, seed=seed), attempts=args.attempts, lr=args.lr,
+        solver=SolverConfig(policy=PolicySpec(gpt=gpt, seed=seed), attempts=args.attempts, lr=args.lr, temperature=args.temperature,
                             max_new_tokens=args.max_new_tokens,
                             warm_start=WarmStart(steps=args.warm_steps, batch_size=32, lr=args.warm_lr, difficulties=args.warm_levels)),
         tracking=Tracking(enabled=False))
@@ -80,7 +88,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--family", default="mirror", choices=["mirror", "chain"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--tasks-per-step", type=int, default=32)
     p.add_argument("--attempts", type=int, default=8)
     p.add_argument("--max-difficulty", type=int, default=5)
@@ -90,7 +98,8 @@ def main() -> None:
     p.add_argument("--rank-temperature", type=float, default=0.3)
     p.add_argument("--staleness", type=float, default=0.1)
     p.add_argument("--buffer-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--temperature", type=float, default=1.2, help="the solver's sampling temperature in training")
     p.add_argument("--warm-steps", type=int, default=300)
     p.add_argument("--warm-lr", type=float, default=2e-3)
     p.add_argument("--warm-levels", type=int, nargs="+", help="levels of the supervised warm start (default: all)")
