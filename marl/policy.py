@@ -50,12 +50,21 @@ class Policy(Protocol):
 
 
 class TinyPolicy:
-    """The tiny byte-level GPT as a policy. Prompt ids: BOS + bytes(prompt + newline); completions end with EOS."""
+    """The tiny byte-level GPT as a policy. Prompt ids: BOS + bytes(prompt + newline); completions end with EOS.
+
+    Its positions are absolute, so a prompt longer than the block must always be cut to the same window:
+    ``window`` (saved with the policy; set by the warm-start that trained it) fixes how many prompt tokens
+    it reads, whatever ``max_new_tokens`` a caller asks for (answers then get ``block_size - window``).
+    Without a window a prompt keeps ``block_size - max_new_tokens`` tokens.
+    """
 
     backend = "tiny"
 
-    def __init__(self, model: tiny_gpt.GPT):
+    def __init__(self, model: tiny_gpt.GPT, window: int | None = None):
+        if window is not None and not 1 <= window < model.config.block_size:
+            raise ValueError(f"window must be between 1 and block_size - 1 = {model.config.block_size - 1}, got {window}")
         self.model = model
+        self.window = window
         self.tokenizer = tiny_gpt.ByteTokenizer()
 
     @classmethod
@@ -72,7 +81,9 @@ class TinyPolicy:
     def generate(self, prompts, *, max_new_tokens=32, temperature=1.0, top_p=1.0, stop=(), seed=None, infos=None):
         # A prompt longer than the window keeps its last tokens; the ids returned are that window, so that
         # `score` later sees the very positions the sample was drawn at (the model's positions are absolute).
-        keep = max(1, self.model.config.block_size - max_new_tokens)
+        block = self.model.config.block_size
+        keep = self.window or max(1, block - max_new_tokens)
+        max_new_tokens = min(max_new_tokens, block - keep)
         ids = [self.encode_prompt(p)[-keep:] for p in prompts]
         samples = tiny_gpt.generate(self.model, ids, max_new_tokens, temperature, top_p, seed=seed)
         out = []
@@ -86,20 +97,21 @@ class TinyPolicy:
         return out
 
     def score(self, prompts, completions):
-        p_ids = [self.encode_prompt(p) if isinstance(p, str) else p for p in prompts]
+        p_ids = [(self.encode_prompt(p)[-self.window:] if self.window else self.encode_prompt(p)) if isinstance(p, str) else p
+                 for p in prompts]
         c_ids = [self.encode_completion(c) if isinstance(c, str) else c for c in completions]
         return tiny_gpt.score(self.model, p_ids, c_ids)
 
     def save(self, directory):
         path = Path(directory)
         tiny_gpt.save(self.model, path)
-        (path / "policy.json").write_text(json.dumps({"backend": self.backend}))
+        (path / "policy.json").write_text(json.dumps({"backend": self.backend, "window": self.window}))
         return path
 
     def clone(self) -> TinyPolicy:
         import copy
 
-        twin = TinyPolicy(copy.deepcopy(self.model).eval())
+        twin = TinyPolicy(copy.deepcopy(self.model).eval(), self.window)
         twin.model.requires_grad_(False)
         return twin
 
@@ -181,7 +193,9 @@ def load_policy(spec: PolicySpec | str, arena: str | None = None) -> Policy:
         return ScriptedPolicy(arena, spec.name or "random")
     if spec.backend == "tiny":
         if spec.path:
-            return TinyPolicy(tiny_gpt.load(spec.path, spec.device))
+            saved = Path(spec.path) / "policy.json"
+            window = json.loads(saved.read_text()).get("window") if saved.is_file() else None
+            return TinyPolicy(tiny_gpt.load(spec.path, spec.device), window)
         return TinyPolicy.create(seed=spec.seed, device=spec.device, **spec.gpt)
     if spec.backend in ("hf", "smollm2"):
         from marl import hf

@@ -231,6 +231,8 @@ def train(cfg: SFTConfig, show: bool = True) -> tuple[Any, dict[str, Any]]:
     if cfg.policy.backend not in ("tiny", "hf", "smollm2"):
         raise ConfigError(f"policy.backend: sft trains a language model (tiny, hf, smollm2), not {cfg.policy.backend!r}")
     policy = load_policy(cfg.policy)
+    if policy.backend == "tiny":  # it learns to read this window; saved with it, play and training keep it
+        policy.window = prompt_budget(cfg, policy)
     model = policy.model
     out = Path(cfg.out)
 

@@ -61,6 +61,20 @@ def test_a_prompt_longer_than_the_tiny_window_scores_as_it_was_sampled():
         np.testing.assert_allclose(c.logprobs, s.numpy(), atol=2e-4)
 
 
+def test_a_tiny_policy_with_a_window_reads_the_same_tokens_whatever_the_answer_budget(tmp_path):
+    """Positions are absolute: a warm-started model must see its prompt at the positions it learned."""
+    small = TinyPolicy(TinyPolicy.create(seed=0, n_layer=1, n_embd=32, n_head=2, block_size=64).model, window=40)
+    prompt = ["z" * 100 + PROMPTS[0]]
+    a = small.generate(prompt, max_new_tokens=8, seed=5)[0]
+    b = small.generate(prompt, max_new_tokens=32, seed=5)[0]  # asks for more than the block leaves: gets 24
+    assert len(a.prompt_ids) == len(b.prompt_ids) == 40 and len(b.completion_ids) <= 24
+    assert b.completion_ids[:len(a.completion_ids)] == a.completion_ids  # the same window, the same first tokens
+    with torch.no_grad():  # a text prompt is scored in the same window
+        np.testing.assert_allclose(small.score(prompt, [b.completion_ids])[0].numpy(), b.logprobs, atol=2e-4)
+    reloaded = load_policy(str(small.save(tmp_path / "p")))
+    assert reloaded.window == 40 and reloaded.clone().window == 40
+
+
 def test_score_text_ranks_legal_actions_and_has_gradients(policy):
     model = policy.model
     lp = policy.score([PROMPTS[0]] * 2, ["<answer>pass</answer>", "<answer>bet</answer>"])

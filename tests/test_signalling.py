@@ -125,3 +125,19 @@ def test_vocabularies_and_masks():
 def test_pettingzoo_api_and_seed():
     api_test(arenas.make("signalling_v0"), num_cycles=50)
     seed_test(lambda: arenas.make("signalling_v0"), num_cycles=50)
+
+
+def test_lewis_original_game_shares_positions_and_the_heuristic_names_them():
+    env = arenas.make("signalling_v0", num_objects=8, num_attributes=2, num_values=4, vocab_size=8, message_length=1, shuffle=False)
+    h = arenas.scripted("signalling_v0", "heuristic")
+    for seed in range(40):
+        env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        speaker = env.observe("speaker")["text"]
+        position = env.unwrapped.target + 1
+        assert f"Target: object {position} (" in speaker and env.infos["speaker"]["private"].startswith(f"{position} ")
+        message = h(speaker, {}, rng)
+        assert message == "abcdefgh"[position - 1]  # 8 positions, 8 letters: the code is the position
+        env.step(f"<answer>{message}</answer>")
+        env.step(h(env.observe("listener")["text"], {}, rng))
+        assert env.rewards["listener"] == 1.0

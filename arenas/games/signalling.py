@@ -11,10 +11,12 @@
 Each episode draws K distinct objects (one value per attribute: "large red circle") and a target. The
 listener sees them in its own shuffled order, so position is useless and only a message that describes
 the target can help; the letters have no agreed meaning, so a pair must invent a code (Lewis 1969;
-Lazaridou et al. 2017). The message is the speaker's action, so no channel is needed.
+Lazaridou et al. 2017). The message is the speaker's action, so no channel is needed. ``shuffle=False``
+gives Lewis's original game: both see the objects in one numbered order, so a code may name positions.
 ``reset(options={"objects": [(v0, v1), ...], "target": i})`` fixes the objects (value indices).
 The heuristic is a fixed code (letter i names the value of attribute i, or a mixed-radix object index
-when that does not fit); a heuristic pair always wins when ``vocab_size**message_length`` can name every object.
+when that does not fit; with ``shuffle=False`` the target's position); a heuristic pair always wins when
+``vocab_size**message_length`` can name every object (every position).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class raw_env(TextArenaEnv):
     metadata = {"render_modes": ["human", "ansi"], "name": NAME, "is_parallelizable": False}
 
     def __init__(self, *, num_objects: int = 4, num_attributes: int = 2, num_values: int = 4, vocab_size: int = 8,
-                 message_length: int = 2, invalid_action: str = "penalize", render_mode: str | None = None):
+                 message_length: int = 2, shuffle: bool = True, invalid_action: str = "penalize", render_mode: str | None = None):
         names = min(len(values) for _, values in ATTRIBUTES)
         if not 1 <= num_attributes <= len(ATTRIBUTES):
             raise ValueError(f"num_attributes must be between 1 and {len(ATTRIBUTES)}, got {num_attributes}")
@@ -59,7 +61,7 @@ class raw_env(TextArenaEnv):
             raise ValueError(f"need message_length >= 1 and vocab_size**message_length <= {MAX_MESSAGES}, "
                              f"got {vocab_size}**{message_length}")
         self.num_objects, self.num_attributes, self.num_values = num_objects, num_attributes, num_values
-        self.vocab_size, self.message_length = vocab_size, message_length
+        self.vocab_size, self.message_length, self.shuffle = vocab_size, message_length, shuffle
         messages = ["".join(m) for m in itertools.product(LETTERS[:vocab_size], repeat=message_length)]
         super().__init__({"speaker": messages, "listener": [str(i) for i in range(1, num_objects + 1)]},
                          invalid_action, render_mode)
@@ -76,7 +78,7 @@ class raw_env(TextArenaEnv):
             picks = self.np_random.choice(v**a, size=k, replace=False)
             self.objects = [tuple(int(i) // v**j % v for j in range(a)) for i in picks]
             self.target = int(self.np_random.integers(k))
-        self.order = [int(i) for i in self.np_random.permutation(k)]  # the listener's numbering
+        self.order = [int(i) for i in self.np_random.permutation(k)] if self.shuffle else list(range(k))  # the listener's numbering
         self.message: str | None = None
         self.choice: int | None = None
         self.agent_selection = "speaker"
@@ -94,7 +96,11 @@ class raw_env(TextArenaEnv):
         return None
 
     def _private(self, agent: str) -> str | None:
-        return self.describe(self.objects[self.target]) if agent == "speaker" else None
+        """The speaker's target: its attribute values, and its position first when positions are shared."""
+        if agent != "speaker":
+            return None
+        target = self.describe(self.objects[self.target])
+        return target if self.shuffle else f"{self.target + 1} {target}"
 
     def describe(self, obj: tuple[int, ...]) -> str:
         return " ".join(ATTRIBUTES[a][1][obj[a]] for a in WORD_ORDER if a < self.num_attributes)
@@ -108,20 +114,26 @@ class raw_env(TextArenaEnv):
             f"each with {self.num_values} possible values:\n{attrs}\n"
             f"The speaker sees which object is the target and sends a message of exactly {n} symbol(s), "
             f"each a letter from a to {last}.\nThe letters have no agreed meaning: the message only helps if "
-            "the listener can work out what it describes.\nThe listener sees the same objects in its own "
-            "shuffled order and the message, then picks one object. Both players get reward 1 if it is the "
-            "target, else 0."
+            "the listener can work out what it describes.\nThe listener sees the same objects in "
+            + ("its own shuffled order" if self.shuffle else "the same numbered order")
+            + " and the message, then picks one object. Both players get reward 1 if it is the target, else 0."
         )
 
     def _prompt(self, agent: str) -> str:
         lines = [self._rules()]
         over = self.terminations.get(agent, True)
         if agent == "speaker":
-            lines.append("You are the speaker. The objects (the listener sees them in a different order):")
-            lines += [f"  - {self.describe(o)}" + ("   <-- TARGET" if i == self.target else "") for i, o in enumerate(self.objects)]
+            if self.shuffle:
+                lines.append("You are the speaker. The objects (the listener sees them in a different order):")
+            else:
+                lines.append("You are the speaker. The objects, numbered as the listener sees them:")
+            lines += [f"  {f'{i + 1}.' if not self.shuffle else '-'} {self.describe(o)}" + ("   <-- TARGET" if i == self.target else "")
+                      for i, o in enumerate(self.objects)]
             if self.message is not None:
                 lines.append(f'You sent the message "{self.message}".')
             elif not over:
+                target = self.describe(self.objects[self.target])  # restated last: the nearer the answer, the easier to read
+                lines.append(f"Target: {target}." if self.shuffle else f"Target: object {self.target + 1} ({target}).")
                 lines.append(f"Send your message now: your answer is the message, exactly {self.message_length} "
                              f"letter(s) from a to {LETTERS[self.vocab_size - 1]}.\n{ANSWER_FORMAT}")
         else:
@@ -160,17 +172,21 @@ class raw_env(TextArenaEnv):
 def encode(values: tuple[int, ...], num_values: int, vocab_size: int, length: int) -> str:
     """The heuristic's code: one letter per attribute value, else the object's index in base ``vocab_size``."""
     if length >= len(values) and vocab_size >= num_values:
-        digits = list(values) + [0] * (length - len(values))
-    else:
-        index = sum(v * num_values**a for a, v in enumerate(values)) % vocab_size**length
-        digits = [index // vocab_size**i % vocab_size for i in range(length)]
-    return "".join(LETTERS[d] for d in digits)
+        return "".join(LETTERS[d] for d in list(values) + [0] * (length - len(values)))
+    return index_code(sum(v * num_values**a for a, v in enumerate(values)), vocab_size, length)
+
+
+def index_code(index: int, vocab_size: int, length: int) -> str:
+    """``index`` written in base ``vocab_size`` with ``length`` letters (a = 0), wrapping around."""
+    index %= vocab_size**length
+    return "".join(LETTERS[index // vocab_size**i % vocab_size] for i in range(length))
 
 
 _ATTR = re.compile(r"^  (\w+): ([a-z]+(?:, [a-z]+)*)$", re.M)
 _CODE = re.compile(r"message of exactly (\d+) symbol\(s\), each a letter from a to ([a-z])")
-_TARGET = re.compile(r"^  - ([a-z ]+?)   <-- TARGET$", re.M)
+_TARGET = re.compile(r"^  (?:-|\d+\.) ([a-z ]+?)   <-- TARGET$", re.M)
 _CANDIDATE = re.compile(r"^  (\d+)\. ([a-z ]+)$", re.M)
+_POSITION = re.compile(r"^Target: object (\d+) ", re.M)
 _MESSAGE = re.compile(r'^The speaker\'s message: "([a-z0-9]*)"$', re.M)
 
 
@@ -183,6 +199,12 @@ def heuristic(text: str, info: dict, rng: Any) -> str:
         values = tuple(next((i for i, name in enumerate(names) if name in words), 0) for names in attrs)
         return encode(values, len(attrs[0]), LETTERS.index(last) + 1, int(length))
 
+    if "in the same numbered order" in text:  # Lewis's original game: the code names positions
+        positions = {index_code(n - 1, LETTERS.index(last) + 1, int(length)): str(n)
+                     for n in range(1, len(_CANDIDATE.findall(text)) + 1)}
+        if "You are the speaker" in text:
+            return index_code(int(_POSITION.search(text).group(1)) - 1, LETTERS.index(last) + 1, int(length))
+        return positions.get(_MESSAGE.search(text).group(1)) or str(int(rng.integers(len(positions))) + 1)
     if "You are the speaker" in text:
         return code(_TARGET.search(text).group(1))
     message = _MESSAGE.search(text).group(1)
