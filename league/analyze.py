@@ -10,8 +10,9 @@ So every measurement here comes with its control:
   its target, its number: ``info["private"]``) and its message, next to the same quantity with the
   messages permuted across episodes, so a protocol unrelated to the meanings reads as zero;
 - **positive listening** (causal influence): the policies are played again from the same seeds with
-  every message a receiver sees swapped for one its sender sent in another episode (``swap``) or emptied
-  (``off``, the channel-off ablation). Common random numbers make the comparison exact: a receiver
+  every message a receiver sees swapped for one its sender sent in another episode (``swap``) or replaced
+  by its sender's most common message (``off``, the channel-off ablation: the channel carries nothing,
+  yet receivers read a message they know). Common random numbers make the comparison exact: a receiver
   that ignores messages acts identically, so its action distribution moves by exactly zero;
 - **compositionality**: topographic similarity, the Spearman correlation between meaning distances
   (attributes that differ) and message edit distances over the protocol's lexicon;
@@ -204,7 +205,7 @@ def analyse(steps: list[dict[str, Any]], source: str = "", seed: int = 0) -> Ana
 # ---------------------------------------------------------------------------- positive listening
 @dataclass
 class Influence:
-    mode: str  # "swap": messages from other episodes; "off": every message emptied (the channel-off ablation)
+    mode: str  # "swap": messages from other episodes; "off": every message its sender's most common one
     episodes: int
     joint_return: float  # as the policies play
     joint_return_intervened: float
@@ -228,10 +229,14 @@ def intervene(env: Any, policies: Mapping[str, TextPolicy], seeds: list[int], mo
                 pool[m.sender].append((ep.episode, m.delivered))
     rng = np.random.default_rng(seed)
 
+    # off: every message becomes its sender's most common one, so the channel carries nothing yet every
+    # receiver still reads a message it knows (an empty or foreign one would test robustness, not reliance)
+    constant = {sender: Counter(t for _, t in msgs).most_common(1)[0][0] for sender, msgs in pool.items()}
+
     def donor(episode: int) -> Callable[[str, str], str]:
         def pick(sender: str, text: str) -> str:
             if mode == "off":
-                return ""
+                return constant.get(sender, "")
             others = [t for e, t in pool[sender] if e != episode]
             return others[int(rng.integers(len(others)))] if others else text
         return pick
@@ -431,7 +436,7 @@ def summary(analysis: Analysis) -> list[str]:
         out.append(f"{sender} {verdict}: I(meaning; message) = {s.mi_bits:.3f} bits against {s.baseline_bits:.3f} for "
                    f"permuted messages (p = {s.p_value:.3f}; at most {s.max_bits:.3f}).")
     for inf in analysis.influence.values():
-        what = "messages from other episodes" if inf.mode == "swap" else "the channel off (every message empty)"
+        what = "messages from other episodes" if inf.mode == "swap" else "the channel off (every message the same)"
         out.append(f"With {what}, success falls from {inf.success_rate:.1%} to {inf.success_rate_intervened:.1%} and the "
                    f"receivers' action distributions move by {inf.action_change:.3f} (total variation, {inf.touched_moves} moves).")
     return out
