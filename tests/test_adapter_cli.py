@@ -13,7 +13,7 @@ from league.cli import main
 pytest.importorskip("textarena")
 
 KEYS = {"episode", "step", "agent", "observation", "raw_action", "parsed_action", "valid", "rewards",
-        "messages_sent", "messages_delivered"}
+        "messages_sent", "messages_delivered", "private"}
 
 
 def said(capsys, stream="err"):
