@@ -2,7 +2,6 @@
 
 import builtins
 import json
-import socket
 import time
 
 import pytest
@@ -149,19 +148,7 @@ def f(x):
     assert grade(TINY, GOOD_AUX, "def f(x):\n    open('scratch.txt', 'w').write('ok')\n    return 2 * aux(x)\n").passed == 2
 
 
-def test_sandbox_refuses_network_and_processes():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(0.2)
-    port = server.getsockname()[1]
-    try:
-        g = grade(TINY, GOOD_AUX, f"import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n    return 2 * aux(x)\n")
-        assert g.passed == 0 and {r["error"] for r in g.results} == {"PermissionError"}
-        with pytest.raises(socket.timeout):
-            server.accept()  # nobody connected
-    finally:
-        server.close()
+def test_graded_code_cannot_start_processes():  # sockets, reads and the rest: tests/test_sandbox.py
     for call in ("__import__('os').system('true')", "__import__('subprocess').run(['true'])", "__import__('os').fork()"):
         g = grade(TINY, GOOD_AUX, f"def f(x):\n    {call}\n    return 2 * aux(x)\n")
         assert g.passed == 0, call
