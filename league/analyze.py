@@ -547,9 +547,17 @@ def run(args: argparse.Namespace, policy_factory: Callable[[str, str], TextPolic
 
 
 def _jsonable(analysis: Analysis) -> dict[str, Any]:
+    """The analysis as strict JSON: no lexicon (it is in the pictures), NaN and infinities as null."""
+    def clean(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return None if isinstance(x, float) and not np.isfinite(x) else x
+
     d = asdict(analysis)
     d.pop("lexicon")
-    return json.loads(json.dumps(d, default=str).replace("NaN", "null"))
+    return clean(d)
 
 
 def add_commands(sub: argparse._SubParsersAction, policy_factory: Callable[[str, str], TextPolicy]) -> None:
