@@ -474,7 +474,8 @@ def _fmt(v: Any) -> str:
 
 def print_tables(analysis: Analysis) -> None:
     t = Table(title=f"{analysis.source}: {analysis.episodes} episodes, success {analysis.success_rate:.1%}")
-    for col in ("sender", "messages", "distinct", "entropy (bits)", "MI (bits)", "permuted", "p", "topsim"):
+    t.add_column("sender", no_wrap=True)
+    for col in ("msgs", "distinct", "H bits", "MI bits", "permuted", "p", "topsim"):
         t.add_column(col, justify="right")
     for sender, st in analysis.senders.items():
         s = analysis.signalling.get(sender)
@@ -482,6 +483,16 @@ def print_tables(analysis: Analysis) -> None:
                   *( [f"{s.mi_bits:.3f}", f"{s.baseline_bits:.3f}", f"{s.p_value:.3f}"] if s else ["-"] * 3),
                   _fmt(analysis.topsim.get(sender)))
     console.print(t)
+    edges = {k: v for k, v in analysis.edges.items() if not k.endswith(" -> all")}
+    if edges:
+        t = Table(title="channel edges")
+        t.add_column("edge", no_wrap=True)
+        for col in ("msgs", "length", "of bandwidth", "cut", "dropped", "noisy chars"):
+            t.add_column(col, justify="right")
+        for name, e in edges.items():
+            t.add_row(name, str(e["messages"]), f"{e['mean_length']:.1f}", _fmt(e["utilisation"]), f"{e['truncated_chars']:.1f}",
+                      f"{e['dropped']:.1%}", f"{e['noise_char_rate']:.1%}")
+        console.print(t)
     if analysis.influence:
         t = Table(title="interventions (same seeds, same random numbers)")
         for col in ("mode", "success", "intervened", "joint return", "intervened", "action change (TV)", "moves"):
