@@ -147,14 +147,19 @@ def positive_signalling(meanings: list, texts: list, permutations: int = PERMUTA
 
 
 # ---------------------------------------------------------------------------- compositionality
+def counts_by_meaning(meanings: list[str], texts: list[str]) -> dict[str, Counter]:
+    """meaning -> how often each message was sent for it, meanings sorted."""
+    table: dict[str, Counter] = defaultdict(Counter)
+    for m, t in zip(meanings, texts):
+        table[m][t] += 1
+    return dict(sorted(table.items()))
+
+
 def topographic_similarity(meanings: list[str], texts: list[str]) -> float | None:
     """Spearman correlation of meaning distance (attribute values that differ) and message edit distance,
     over the lexicon: each meaning with the message its sender uses most for it. None below 3 meanings
     or when either distance is constant (a correlation is not defined there)."""
-    by_meaning: dict[str, Counter] = defaultdict(Counter)
-    for m, t in zip(meanings, texts):
-        by_meaning[m][t] += 1
-    lexicon = [(m.split(), c.most_common(1)[0][0]) for m, c in sorted(by_meaning.items())]
+    lexicon = [(m.split(), c.most_common(1)[0][0]) for m, c in counts_by_meaning(meanings, texts).items()]
     if len(lexicon) < 3:
         return None
     pairs = [(i, j) for i in range(len(lexicon)) for j in range(i + 1, len(lexicon))]
@@ -181,6 +186,7 @@ class Analysis:
 
 
 def analyse(steps: list[dict[str, Any]], source: str = "", seed: int = 0) -> Analysis:
+    """Everything that can be measured from a transcript alone (interventions need the policies)."""
     msgs = messages(steps)
     returns = episode_returns(steps)
     informed: dict[str, list[Message]] = defaultdict(list)
@@ -193,10 +199,7 @@ def analyse(steps: list[dict[str, Any]], source: str = "", seed: int = 0) -> Ana
         meanings, texts = [m.meaning for m in once], [m.text for m in once]
         signalling[sender] = positive_signalling(meanings, texts, seed=seed)
         topsim[sender] = topographic_similarity(meanings, texts)
-        table: dict[str, Counter] = defaultdict(Counter)
-        for m, t in zip(meanings, texts):
-            table[m][t] += 1
-        lexicon[sender] = {m: dict(c) for m, c in sorted(table.items())}
+        lexicon[sender] = {m: dict(c) for m, c in counts_by_meaning(meanings, texts).items()}
     values = np.array(list(returns.values()) or [0.0])
     return Analysis(source, len(returns), float(values.mean()), float((values > 0).mean()),
                     message_stats(msgs, lambda m: m.sender), message_stats(msgs, edge), signalling, topsim, lexicon)
