@@ -44,6 +44,18 @@ class Episode:
     steps: list[Step]
 
 
+def take_step(env: Any, agent: str, observation: str, info: dict, action: str, episode: int = 0, step: int = 0) -> Step:
+    """Play ``action`` for ``agent`` and record it: what it was shown (read before the move: the env updates
+    ``info`` in place) and what the move did."""
+    delivered, private = list(info.get("messages_received", [])), info.get("private")
+    env.step(action)
+    after = env.infos.get(agent, {})
+    return Step(episode=episode, step=step, agent=agent, observation=observation, raw_action=action,
+                parsed_action=after.get("parsed_action"), valid=bool(after.get("valid", True)),
+                rewards={a: float(r) for a, r in env.rewards.items()}, messages_sent=list(after.get("messages_sent", [])),
+                messages_delivered=delivered, private=private)
+
+
 def play_episode(env: Any, policies: Mapping[str, TextPolicy], seed: int | None = None, episode: int = 0) -> Episode:
     """Run one episode of an AEC arena; ``policies`` maps every agent to a text policy."""
     env.reset(seed=seed)
@@ -55,19 +67,10 @@ def play_episode(env: Any, policies: Mapping[str, TextPolicy], seed: int | None 
         if terminated or truncated:
             env.step(None)
             continue
-        delivered = list(info.get("messages_received", []))
-        action = policies[agent](obs["text"], info, rng)
-        env.step(action)
-        after = env.infos.get(agent, {})
-        rewards = {a: float(r) for a, r in env.rewards.items()}
-        for a, r in rewards.items():
+        record = take_step(env, agent, obs["text"], info, policies[agent](obs["text"], info, rng), episode, len(steps))
+        for a, r in record.rewards.items():
             returns[a] += r
-        steps.append(Step(
-            episode=episode, step=len(steps), agent=agent, observation=obs["text"], raw_action=action,
-            parsed_action=after.get("parsed_action"), valid=bool(after.get("valid", True)), rewards=rewards,
-            messages_sent=list(after.get("messages_sent", [])), messages_delivered=delivered,
-            private=info.get("private"),
-        ))
+        steps.append(record)
     invalid = {a: sum(not s.valid for s in steps if s.agent == a) for a in env.possible_agents}
     return Episode(episode, seed, returns, invalid, steps)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from arenas.play import Step
+from arenas.play import Step, take_step
 from marl.policy import Policy
 
 
@@ -104,23 +104,18 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
                                         temperature=temperature, top_p=top_p, stop=("</answer>",),
                                         seed=sample_seed + tick_round * 7919 + order[key], infos=[info for *_, info in items])
             for (i, agent, text, info), out in zip(items, outs):
-                env, ro = envs[i], rollouts[i]
-                env.step(out.text)
-                after = env.infos.get(agent, {})
-                for a, r in env.rewards.items():
+                ro = rollouts[i]
+                talk = info.get("phase") == "talk"
+                record = take_step(envs[i], agent, text, info, out.text, step=ticks[i])
+                for a, r in record.rewards.items():
                     if r:
-                        ro.rewards[a].append((ticks[i], float(r)))
-                sent = after.get("messages_sent", [])
-                ro.messages += len(sent)
-                ro.message_chars += sum(len(m["text"]) for m in sent)
+                        ro.rewards[a].append((ticks[i], r))
+                ro.messages += len(record.messages_sent)
+                ro.message_chars += sum(len(m["text"]) for m in record.messages_sent)
                 ro.turns.append(Turn(agent, ticks[i], text, out.prompt_ids, out.completion_ids, out.logprobs, out.text,
-                                     bool(after.get("valid", True)), info.get("phase") == "talk", paths[i]))
+                                     record.valid, talk, paths[i]))
                 if keep_transcripts:
-                    ro.transcript.append(Step(
-                        episode=0, step=ticks[i], agent=agent, observation=text, raw_action=out.text,
-                        parsed_action=after.get("parsed_action"), valid=bool(after.get("valid", True)),
-                        rewards={a: float(r) for a, r in env.rewards.items()}, messages_sent=list(sent),
-                        messages_delivered=list(info.get("messages_received", [])), private=info.get("private")))
+                    ro.transcript.append(record)
                 ticks[i] += 1
     return sorted(rollouts, key=lambda r: r.group)
 

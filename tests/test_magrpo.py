@@ -193,3 +193,23 @@ def test_kl_to_the_reference_is_zero_for_the_same_model_and_grows_as_it_moves():
             q.add_(0.05 * torch.randn_like(q))
     _, moved = policy_loss(p, turns, [0.0, 0.0], cfg, ref, 2)
     assert same["kl"] == pytest.approx(0.0, abs=1e-6) and moved["kl"] > 1e-4
+
+
+def test_rollout_transcripts_record_what_play_records():
+    """Training's transcripts are `agora play`'s: the same steps, messages shown and talk turns, move by move."""
+    from dataclasses import asdict
+
+    import arenas
+    from arenas.play import play_episode
+    from marl.policy import ScriptedPolicy
+    from marl.rollout import collect
+
+    make = lambda: arenas.make("consensus_v0", channel={"topology": "ring"})  # noqa: E731  simultaneous rounds
+    env = make()
+    scripted = ScriptedPolicy("consensus_v0", "heuristic")  # deterministic: the same moves in both loops
+    rollouts = collect(make, {a: scripted for a in env.possible_agents}, [3], 2, max_new_tokens=8, keep_transcripts=True)
+    played = play_episode(env, {a: arenas.scripted("consensus_v0", "heuristic") for a in env.possible_agents}, seed=3)
+    for r in rollouts:
+        assert [asdict(s) for s in r.transcript] == [asdict(s) for s in played.steps]
+        talk = [t.talk for t in r.turns]
+        assert talk == [s.parsed_action is None for s in played.steps] and any(talk) and not all(talk)
