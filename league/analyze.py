@@ -43,7 +43,7 @@ from rich.table import Table
 from scipy.stats import entropy, spearmanr
 
 from arenas.config import ConfigError, load_yaml
-from arenas.play import PlayConfig, TextPolicy, play_episode, read_transcript, write_transcript
+from arenas.play import Episode, PlayConfig, TextPolicy, play_episode, read_transcript, take_step, write_transcript
 
 console = Console()
 PERMUTATIONS = 200
@@ -220,11 +220,14 @@ class Influence:
 
 
 def intervene(env: Any, policies: Mapping[str, TextPolicy], seeds: list[int], mode: str, samples: int = 8,
-              seed: int = 0) -> Influence:
-    """Play ``seeds`` as they are, then again with what receivers see of each message replaced (see module doc)."""
+              seed: int = 0, played: list[Episode] | None = None) -> Influence:
+    """Play ``seeds`` as they are (or take ``played``, those episodes already played), then again with what
+    receivers see of each message replaced (see the module docstring)."""
     if mode not in ("swap", "off"):
         raise ValueError(f"mode must be 'swap' or 'off', got {mode!r}")
-    played = [play_episode(env, policies, seed=s, episode=i) for i, s in enumerate(seeds)]
+    if played is not None and [ep.seed for ep in played] != list(seeds):
+        raise ValueError("played: the episodes must be those of seeds, in order")
+    played = played or [play_episode(env, policies, seed=s, episode=i) for i, s in enumerate(seeds)]
     pool: dict[str, list[tuple[int, str]]] = defaultdict(list)  # sender -> (episode, what receivers saw)
     for ep in played:
         for m in messages([asdict(st) for st in ep.steps]):
@@ -278,16 +281,16 @@ def _intervened_episode(env: Any, policies: Mapping[str, TextPolicy], seed: int,
             def act(t: str, j: int) -> str:
                 raw = policies[agent](t, info, np.random.default_rng([seed, move, j]))
                 return (parse(agent, raw) if parse else None) or raw.strip()
-            a = Counter(act(obs["text"], j) for j in range(samples))
-            b = Counter(act(text, j) for j in range(samples))
-            changes.append(0.5 * sum(abs(a[k] - b[k]) for k in a | b) / samples)
-        env.step(policies[agent](text, info, rng))
-        after = env.infos.get(agent, {})
-        if "messages_received" not in info and info.get("private") is not None and after.get("parsed_action") is not None:
-            signal = str(after["parsed_action"])  # no channel: an informed agent's action is its message
+            as_played = Counter(act(obs["text"], j) for j in range(samples))
+            intervened = Counter(act(text, j) for j in range(samples))
+            changes.append(0.5 * sum(abs(as_played[k] - intervened[k]) for k in as_played | intervened) / samples)
+        channel = "messages_received" in info
+        record = take_step(env, agent, text, info, policies[agent](text, info, rng))
+        if not channel and record.private is not None and record.parsed_action is not None:
+            signal = str(record.parsed_action)  # no channel: an informed agent's action is its message
             shown[agent].setdefault(signal, replace(agent, signal))
-        for a_, r in env.rewards.items():
-            returns[a_] += float(r)
+        for a, r in record.rewards.items():
+            returns[a] += r
     return float(np.mean(list(returns.values()))) if returns else 0.0, changes
 
 
@@ -528,7 +531,8 @@ def run(args: argparse.Namespace, policy_factory: Callable[[str, str], TextPolic
         analysis = analyse(read_transcript(transcript), str(path), seed=args.seed)
         for mode in ("swap", "off"):
             with console.status(f"intervention '{mode}': replaying {cfg.episodes} episodes"):
-                analysis.influence[mode] = intervene(env, policies, seeds, mode, samples=args.samples, seed=args.seed)
+                analysis.influence[mode] = intervene(env, policies, seeds, mode, samples=args.samples, seed=args.seed,
+                                                     played=episodes)
     else:
         files, found_run = transcript_files(path, args.tracking_uri)
         run_id = run_id or found_run
