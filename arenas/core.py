@@ -131,7 +131,9 @@ class TextArenaEnv(AECEnv):
 
     def parse_action(self, agent: str, text: str) -> str | None:
         """The legal action ``text`` means for ``agent`` now, or None; the env does not change."""
-        legal = self._legal(agent)
+        return self._legal_action(agent, text, self._legal(agent))
+
+    def _legal_action(self, agent: str, text: str, legal: list[str]) -> str | None:
         parsed = self._parse(agent, text, legal) if legal else None
         return parsed if parsed in legal else None
 
@@ -175,11 +177,10 @@ class TextArenaEnv(AECEnv):
         self.rewards = {a: 0.0 for a in self.agents}
         text = action if isinstance(action, str) else ("" if action is None else str(action))
         legal = self._legal(agent)
-        parsed: str | None = text if not legal else self._parse(agent, text, legal)
-        valid = parsed is not None and (not legal or parsed in legal)
+        parsed: str | None = text if not legal else self._legal_action(agent, text, legal)
+        valid = parsed is not None
         if not valid:
             self.invalid_counts[agent] += 1
-            parsed = None
             if self.invalid_action == "fallback":
                 parsed = legal[int(self.np_random.integers(len(legal)))]
         if parsed is None:
