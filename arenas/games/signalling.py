@@ -192,20 +192,22 @@ _MESSAGE = re.compile(r'^The speaker\'s message: "([a-z0-9]*)"$', re.M)
 
 def heuristic(text: str, info: dict, rng: Any) -> str:
     attrs = [values.split(", ") for _, values in _ATTR.findall(text)]
-    length, last = _CODE.search(text).groups()
+    found = _CODE.search(text)
+    length, vocab = int(found.group(1)), LETTERS.index(found.group(2)) + 1
+    speaker = "You are the speaker" in text
+
+    if "in the same numbered order" in text:  # Lewis's original game: the code names positions
+        if speaker:
+            return index_code(int(_POSITION.search(text).group(1)) - 1, vocab, length)
+        positions = {index_code(int(n) - 1, vocab, length): n for n, _ in _CANDIDATE.findall(text)}
+        return positions.get(_MESSAGE.search(text).group(1)) or str(int(rng.integers(len(positions))) + 1)
 
     def code(description: str) -> str:
         words = set(description.split())
         values = tuple(next((i for i, name in enumerate(names) if name in words), 0) for names in attrs)
-        return encode(values, len(attrs[0]), LETTERS.index(last) + 1, int(length))
+        return encode(values, len(attrs[0]), vocab, length)
 
-    if "in the same numbered order" in text:  # Lewis's original game: the code names positions
-        positions = {index_code(n - 1, LETTERS.index(last) + 1, int(length)): str(n)
-                     for n in range(1, len(_CANDIDATE.findall(text)) + 1)}
-        if "You are the speaker" in text:
-            return index_code(int(_POSITION.search(text).group(1)) - 1, LETTERS.index(last) + 1, int(length))
-        return positions.get(_MESSAGE.search(text).group(1)) or str(int(rng.integers(len(positions))) + 1)
-    if "You are the speaker" in text:
+    if speaker:
         return code(_TARGET.search(text).group(1))
     message = _MESSAGE.search(text).group(1)
     candidates = _CANDIDATE.findall(text)
