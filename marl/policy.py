@@ -78,13 +78,18 @@ class TinyPolicy:
     def encode_completion(self, completion: str) -> list[int]:
         return self.tokenizer.encode(completion) + [tiny_gpt.EOS]
 
+    def _window(self, prompt: str, keep: int | None) -> list[int]:
+        """The prompt's last ``keep`` tokens (all of them for None)."""
+        ids = self.encode_prompt(prompt)
+        return ids[-keep:] if keep else ids
+
     def generate(self, prompts, *, max_new_tokens=32, temperature=1.0, top_p=1.0, stop=(), seed=None, infos=None):
         # A prompt longer than the window keeps its last tokens; the ids returned are that window, so that
         # `score` later sees the very positions the sample was drawn at (the model's positions are absolute).
         block = self.model.config.block_size
         keep = self.window or max(1, block - max_new_tokens)
         max_new_tokens = min(max_new_tokens, block - keep)
-        ids = [self.encode_prompt(p)[-keep:] for p in prompts]
+        ids = [self._window(p, keep) for p in prompts]
         samples = tiny_gpt.generate(self.model, ids, max_new_tokens, temperature, top_p, seed=seed)
         out = []
         for p, s in zip(ids, samples):
@@ -97,8 +102,7 @@ class TinyPolicy:
         return out
 
     def score(self, prompts, completions):
-        p_ids = [(self.encode_prompt(p)[-self.window:] if self.window else self.encode_prompt(p)) if isinstance(p, str) else p
-                 for p in prompts]
+        p_ids = [self._window(p, self.window) if isinstance(p, str) else p for p in prompts]
         c_ids = [self.encode_completion(c) if isinstance(c, str) else c for c in completions]
         return tiny_gpt.score(self.model, p_ids, c_ids)
 
