@@ -527,8 +527,8 @@ def run(args: argparse.Namespace, policy_factory: Callable[[str, str], TextPolic
         seeds = [cfg.seed + i for i in range(cfg.episodes)]
         with console.status(f"playing {cfg.episodes} episodes of {cfg.arena}"):
             episodes = [play_episode(env, policies, seed=s, episode=i) for i, s in enumerate(seeds)]
-        transcript = write_transcript(out / "transcript.jsonl", episodes)
-        analysis = analyse(read_transcript(transcript), str(path), seed=args.seed)
+        write_transcript(out / "transcript.jsonl", episodes)
+        analysis = analyse([asdict(s) for ep in episodes for s in ep.steps], str(path), seed=args.seed)
         for mode in ("swap", "off"):
             with console.status(f"intervention '{mode}': replaying {cfg.episodes} episodes"):
                 analysis.influence[mode] = intervene(env, policies, seeds, mode, samples=args.samples, seed=args.seed,
