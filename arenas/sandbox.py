@@ -62,20 +62,16 @@ BLOCKED = ("socket.", "ctypes.", "subprocess.", "os.system", "os.exec", "os.posi
            "smtplib.", "webbrowser.", "os.setuid", "os.chroot")
 PATHS = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.symlink", "os.link",
          "os.truncate", "os.utime", "shutil.rmtree", "os.replace")
-def inside(path):
+def under(path, roots):
     try:
         p = os.path.realpath(os.fsdecode(path) if not isinstance(path, int) else root)
     except Exception:
         return False
-    return p == root or p.startswith(root + os.sep)
+    return any(p == r or p.startswith(r + os.sep) for r in roots)
+def inside(path):
+    return under(path, (root,))
 def readable_path(path):
-    if inside(path):
-        return True
-    try:
-        p = os.path.realpath(os.fsdecode(path))
-    except Exception:
-        return False
-    return any(p == r or p.startswith(r + os.sep) for r in readable)
+    return under(path, (root, *readable))
 def hook(event, args):
     if event.startswith(BLOCKED):
         raise PermissionError(f"sandbox: {event} is not allowed")
