@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import numpy as np
 
 from arenas.registry import Heuristic, spec
 
@@ -13,13 +16,34 @@ def random_policy(text: str, info: dict, rng: Any) -> str:
     return legal[int(rng.integers(len(legal)))] if legal else ""
 
 
+def fixed_random_policy(text: str, info: dict, rng: Any) -> str:
+    """A random player that reacts to its news: it samples from a distribution over the legal actions drawn
+    at random (Dirichlet(1)) once for each last line of its prompt, where arenas put what just changed (a
+    target to describe, a message received).
+
+    As a warm-start teacher it teaches the answer format *and* a dependence on that line with no agreed
+    meaning (two such players coordinate only by chance) while keeping the answers random enough to explore,
+    as a randomly initialised network does in classic emergent-communication set-ups. A uniformly random
+    teacher instead teaches a policy to ignore its input, which leaves RL nothing to amplify.
+    """
+    legal = info.get("legal_actions") or []
+    if not legal:
+        return ""
+    last = text.rstrip("\n").rsplit("\n", 1)[-1]
+    key = int.from_bytes(hashlib.blake2b(last.encode(), digest_size=8).digest(), "big")
+    probs = np.random.default_rng(key).dirichlet(np.ones(len(legal)))
+    return legal[int(rng.choice(len(legal), p=probs))]
+
+
 def scripted(arena: str, name: str) -> Heuristic:
-    """A scripted policy by name: ``random`` or ``heuristic`` (the arena's own)."""
+    """A scripted policy by name: ``random``, ``fixed_random`` or ``heuristic`` (the arena's own)."""
     if name == "random":
         return random_policy
+    if name == "fixed_random":
+        return fixed_random_policy
     if name == "heuristic":
         h = spec(arena).heuristic
         if h is None:
             raise ValueError(f"arena {arena} has no heuristic policy")
         return h
-    raise ValueError(f"unknown scripted policy {name!r}: use 'random' or 'heuristic'")
+    raise ValueError(f"unknown scripted policy {name!r}: use 'random', 'fixed_random' or 'heuristic'")

@@ -53,7 +53,9 @@ class SFTConfig(BaseModel):
     arenas: list[str] = Field(min_length=1)  # e.g. [kuhn_poker_v0, signalling_v0]
     transcripts: list[str] = []  # JSONL files from `agora play`, transcripts[i] played in arenas[i]; [] = play here
     episodes_per_arena: int = Field(200, ge=1, lt=EVAL_SEED)  # scripted episodes when no transcripts
-    teacher: Literal["heuristic", "random"] = "heuristic"  # the scripted policy that plays them: heuristic (imitate a strategy) or random (format only)
+    # the scripted policy that plays them: heuristic (imitate a strategy), random (format only) or fixed_random
+    # (format, and random answers that depend on the prompt's last line but mean nothing: see arenas.scripted)
+    teacher: Literal["heuristic", "random", "fixed_random"] = "heuristic"
     arena_params: dict[str, dict[str, Any]] = {}  # arena name -> keyword arguments of arenas.make
     policy: PolicySpec = PolicySpec()  # a fresh tiny GPT unless a path is given (policy.gpt: GPTConfig fields)
     steps: int = Field(ge=1)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,9 +111,28 @@ def test_a_random_teacher_shows_the_format_but_no_strategy():
     def success(steps):  # the listener's step carries the shared reward
         return sum(s["rewards"]["listener"] for s in steps if s["agent"] == "listener") / cfg.episodes_per_arena
 
-    heuristic, random = played("heuristic"), played("random")
-    assert all(s["valid"] for s in heuristic + random) and len(heuristic) == len(random) == 80
-    assert success(heuristic) == 1.0 and success(random) < 0.5  # chance is 1/4
+    heuristic, random, fixed = played("heuristic"), played("random"), played("fixed_random")
+    assert all(s["valid"] for s in heuristic + random + fixed) and len(heuristic) == len(random) == len(fixed) == 80
+    assert success(heuristic) == 1.0 and success(random) < 0.5 and success(fixed) < 0.5  # chance is 1/4
+
+
+def test_a_fixed_random_teacher_answers_its_last_line_at_random_but_not_uniformly():
+    """Its answers depend on the prompt's last line (a target, a message) and on nothing else, and stay random."""
+    from scipy.stats import chi2_contingency
+
+    teacher = arenas.scripted("signalling_v0", "fixed_random")
+    env = arenas.make("signalling_v0", num_objects=3, num_attributes=1, num_values=3, vocab_size=3, message_length=1, shuffle=False)
+    counts = []
+    for target in range(3):
+        env.reset(seed=0, options={"objects": [(0,), (1,), (2,)], "target": target})
+        text, info = env.observe("speaker")["text"], env.infos["speaker"]
+        answers = [teacher(text, info, np.random.default_rng(i)) for i in range(300)]
+        assert set(answers) <= set(info["legal_actions"])
+        counts.append([answers.count(m) for m in info["legal_actions"]])
+        same_last_line = "other rules\n" + text.rsplit("\n", 1)[-1]
+        assert [teacher(same_last_line, info, np.random.default_rng(i)) for i in range(300)] == answers
+    assert chi2_contingency(counts).pvalue < 1e-6  # the message depends on the target
+    assert max(max(c) for c in counts) < 300  # but no target always gets one message
 
 
 @pytest.mark.parametrize("content,needle", [

@@ -132,20 +132,20 @@ class raw_env(TextArenaEnv):
             if self.message is not None:
                 lines.append(f'You sent the message "{self.message}".')
             elif not over:
-                target = self.describe(self.objects[self.target])  # restated last: the nearer the answer, the easier to read
-                lines.append(f"Target: {target}." if self.shuffle else f"Target: object {self.target + 1} ({target}).")
                 lines.append(f"Send your message now: your answer is the message, exactly {self.message_length} "
                              f"letter(s) from a to {LETTERS[self.vocab_size - 1]}.\n{ANSWER_FORMAT}")
+                target = self.describe(self.objects[self.target])  # restated last: the nearer the answer, the easier to read
+                lines.append(f"Target: {target}." if self.shuffle else f"Target: object {self.target + 1} ({target}).")
         else:
             lines.append("You are the listener. The objects, numbered in your order:")
             lines += [f"  {n}. {self.describe(self.objects[i])}" for n, i in enumerate(self.order, 1)]
             if self.message is None:
                 lines.append("The speaker has not sent a message.")
             else:
-                lines.append(f'The speaker\'s message: "{self.message}"')
                 if self.choice is None and not over:
                     lines.append(f"Which object is the target? Answer with its number.\n"
                                  f"Legal actions: {format_legal(self.vocabularies[agent])}.\n{ANSWER_FORMAT}")
+                lines.append(f'The speaker\'s message: "{self.message}"')  # last: the nearer the answer, the easier to read
         if self.choice is not None:
             won = self.choice == self.target
             lines.append(f"Result: the listener picked the {self.describe(self.objects[self.choice])}; the target was the "
