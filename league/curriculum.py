@@ -85,6 +85,7 @@ class SolverConfig(BaseModel):
     clip: float = Field(0.2, gt=0)
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(32, ge=1)
+    kl_coef: float = Field(0.0, ge=0)  # KL to the warm-started solver: keeps what reward does not teach yet as it was
     warm_start: WarmStart | None = None
 
 
@@ -270,9 +271,9 @@ class TaskBuffer:
 
 
 # ---------------------------------------------------------------------------- solving and training
-def policy_cfg(lr: float, clip: float) -> TrainConfig:
+def policy_cfg(lr: float, clip: float, kl_coef: float = 0.0) -> TrainConfig:
     """The MAGRPO settings that ``marl.magrpo.update`` reads (one agent, one epoch, sequence-mean loss)."""
-    return TrainConfig(arena="curriculum", lr=lr, clip=clip, advantage="mean", loss_agg="sequence", epochs=1)
+    return TrainConfig(arena="curriculum", lr=lr, clip=clip, kl_coef=kl_coef, advantage="mean", loss_agg="sequence", epochs=1)
 
 
 def attempt(policy: Policy, family, tasks: list[Task], n: int, *, max_new_tokens: int, temperature: float,
@@ -377,11 +378,12 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
     levels = cfg.proposer.difficulties or list(range(1, family.max_difficulty + 1))
 
     solver = load_policy(cfg.solver.policy)
-    solver_cfg = policy_cfg(cfg.solver.lr, cfg.solver.clip)
+    solver_cfg = policy_cfg(cfg.solver.lr, cfg.solver.clip, cfg.solver.kl_coef)
     solver_optim = torch.optim.AdamW([p for p in solver.model.parameters() if p.requires_grad], lr=cfg.solver.lr)
     if cfg.solver.warm_start and cfg.solver.warm_start.steps and not arena_family:
         ws = cfg.solver.warm_start
         warm_start(solver, lambda r: _solved_example(family, ws.difficulties, r), ws, rng)
+    solver_ref = solver.clone() if cfg.solver.kl_coef > 0 else None  # the warm-started solver: what the KL holds on to
     proposer = proposer_optim = None
     snapshot = "generator"
     if cfg.proposer.kind == "policy":
@@ -428,7 +430,7 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
                 # ---- solver update: GRPO over each task's attempts
                 stats: dict[str, float] = {}
                 if learn:
-                    stats |= {f"solver/{k}": v for k, v in update(solver, solver_optim, learn, solver_cfg).items()}
+                    stats |= {f"solver/{k}": v for k, v in update(solver, solver_optim, learn, solver_cfg, solver_ref).items()}
                     solver_updates += 1
                 solver_samples += n * len(tasks)
                 # ---- proposer update: learnability minus repetition, penalty for invalid texts

@@ -17,8 +17,9 @@ Families: ``arithmetic`` (integer expressions, difficulty = operators), ``string
 transformations), ``program_deduction`` / ``program_abduction`` (a small Python function and an input:
 predict the output, or find an input for an output; programs run only in :mod:`arenas.sandbox`, twice, to
 check they are deterministic), ``chain`` (running totals mod 10, where every level is the previous one plus
-a step: the learning benchmark's family), and ``arena_signalling`` / ``arena_negotiation``
-(arena configurations, so that a curriculum can drive multi-agent training too).
+a step), ``mirror`` (a word backwards, level d checks d letters: the learning benchmark's family), and
+``arena_signalling`` / ``arena_negotiation`` (arena configurations, so that a curriculum can drive multi-agent
+training too).
 """
 
 from __future__ import annotations
@@ -342,7 +343,7 @@ class Chain:
     level d plus one step of the same kind, and a solver that masters level d needs one more step, not a new
     skill, for level d + 1, while a solver that cannot take the first steps yet finds no reward at all on a hard
     level (a blind guess of level d succeeds with chance about 10**-d). This is the family where a curriculum
-    should matter; the learning benchmark uses it."""
+    should matter (``benchmarks/curriculum_learning.py --family chain``)."""
 
     name = "chain"
 
@@ -394,51 +395,57 @@ class Chain:
 
 
 class Mirror:
-    """Write the last d letters of a word backwards: ``bdhaec 3`` -> ``cea``. Level d: d letters.
+    """Write a word backwards; level d checks the first d letters: ``bdhaec`` at level 3 -> ``cea...``.
 
-    Every word has ``max_difficulty`` letters from ``a``..``j``, so the prompts of all levels look alike and level
-    d + 1 is level d plus one more letter: a solver that writes the first d letters right needs one more step
-    for level d + 1, while one that cannot yet finds no reward at all on a hard level (a blind guess of level d
-    succeeds with chance 10**-d). Each letter is read from its own place of the word, so each step is learned
-    on its own: the family where a curriculum should matter most. The learning benchmark uses it."""
+    Every word has ``max_difficulty`` letters from the first ``letters`` of ``a``..``j`` and the prompt is the word
+    alone, so a solver always writes the whole word backwards and the level only says how much of it must be right
+    (a response is right when it starts with the answer). Level d + 1 is level d plus one more letter, read from
+    its own place of the word: a solver that writes the first d letters right needs one more step for level d + 1,
+    while a fresh one finds almost no reward on a hard level (a blind guess of level d succeeds with chance
+    ``letters ** -d``). The response's shape never depends on the level, so there is no length to forget: what a
+    solver learns at level d is what level d + 1 builds on. The family where a curriculum should matter most; the
+    learning benchmark uses it."""
 
     name = "mirror"
     LETTERS = "abcdefghij"
 
-    def __init__(self, max_difficulty: int = 6):
-        self.max_difficulty = max_difficulty
+    def __init__(self, max_difficulty: int = 6, letters: int = 4):
+        if not 2 <= letters <= len(self.LETTERS):
+            raise ValueError(f"letters must be in 2..{len(self.LETTERS)}, got {letters}")
+        self.max_difficulty, self.alphabet = max_difficulty, self.LETTERS[:letters]
 
     def generate(self, difficulty: int, rng: np.random.Generator) -> Task:
-        word = "".join(self.LETTERS[i] for i in rng.integers(len(self.LETTERS), size=self.max_difficulty))
+        word = "".join(self.alphabet[i] for i in rng.integers(len(self.alphabet), size=self.max_difficulty))
         task = self.parse(f"{word} {difficulty}")
         assert isinstance(task, Task), task
         return task
 
     def parse(self, text: str) -> Task | Invalid:
-        m = re.fullmatch(r"\s*([a-j]+)\s+(\d+)\s*", task_text(text))
-        if not m:
-            return Invalid("expected a word of letters a..j and a level, e.g. bdhaec 3")
+        m = re.fullmatch(r"\s*([a-z]+)\s+(\d+)\s*", task_text(text))
+        if not m or set(m.group(1)) - set(self.alphabet):
+            return Invalid(f"expected a word of letters {self.alphabet[0]}..{self.alphabet[-1]} and a level, e.g. "
+                           f"{self.alphabet[:3]} 2")
         word, level = m.group(1), int(m.group(2))
         if len(word) != self.max_difficulty:
             return Invalid(f"the word has {len(word)} letters, need {self.max_difficulty}")
         if not 1 <= level <= self.max_difficulty:
             return Invalid(f"level {level}, need 1..{self.max_difficulty}")
-        return Task(self.name, f"{word} {level}", word[::-1][:level], level, {"word": word, "level": level})
+        return Task(self.name, word, word[::-1][:level], level, {"word": word, "level": level})
 
     def render(self, task: Task) -> str:
-        return f"<task>{task.prompt}</task>"
+        return f"<task>{task.spec['word']} {task.difficulty}</task>"
 
     def check(self, task: Task, response: str) -> bool:
-        return response.strip() == task.answer
+        return response.strip().startswith(task.answer)
 
     def solution(self, task: Task) -> str:
         return task.answer
 
     def format_example(self, task: Task, rng: np.random.Generator) -> str:
-        """A warm-start response: the first letter right, then random letters up to the level's length. It teaches
-        the format (how many letters each level wants) and the first step, not the later ones."""
-        rest = rng.integers(len(self.LETTERS), size=task.difficulty - 1)
-        return task.answer[0] + "".join(self.LETTERS[i] for i in rest)
+        """A warm-start response: the first letter right, then random letters up to the word's length. It teaches
+        the format (a whole word) and the first step, not the later ones."""
+        rest = rng.integers(len(self.alphabet), size=self.max_difficulty - 1)
+        return task.answer[0] + "".join(self.alphabet[i] for i in rest)
 
     def propose_prompt(self, difficulty: int) -> str:
         return f"mirror level {difficulty}:"

@@ -70,16 +70,22 @@ def test_chain_rewrites_one_addition_per_step():
     assert family.format_example(family.parse("3+4"), rng) == "7"
 
 
-def test_mirror_levels_share_the_word_and_add_one_letter():
-    family = load_family("mirror", max_difficulty=5)
+def test_mirror_levels_share_the_word_and_check_one_more_letter():
+    family = load_family("mirror", max_difficulty=5, letters=8)
     tasks = [family.parse(f"<task>bdhae {d}</task>") for d in range(1, 6)]
     assert [t.answer for t in tasks] == ["e", "ea", "eah", "eahd", "eahdb"] and [t.difficulty for t in tasks] == [1, 2, 3, 4, 5]
-    assert family.check(tasks[2], " eah\n") and not family.check(tasks[2], "eahd") and not family.check(tasks[2], "ea")
-    for text in ("bdhae", "bdhaek 2", "bdha 2", "bdhae 6", "bdhae 0"):
+    assert {t.prompt for t in tasks} == {"bdhae"}  # the prompt is the word alone: every level asks for the same response
+    assert family.parse(family.render(tasks[2])) == tasks[2] and tasks[2].key() != tasks[3].key()
+    assert family.check(tasks[2], " eahdb\n") and family.check(tasks[2], "eah") and not family.check(tasks[2], "ea")
+    assert not family.check(tasks[4], "eahdc") and family.check(tasks[4], "eahdb")
+    for text in ("bdhae", "bdhai 2", "bdha 2", "bdhae 6", "bdhae 0"):  # i is outside an 8-letter alphabet
         assert isinstance(family.parse(text), Invalid), text
+    with pytest.raises(ValueError, match="letters"):
+        load_family("mirror", letters=11)
     rng = np.random.default_rng(0)
-    examples = [family.format_example(tasks[3], rng) for _ in range(200)]  # first letter right, then random
-    assert all(len(e) == 4 and e[0] == "e" for e in examples) and len({e[1] for e in examples}) == 10
+    assert set(family.generate(5, rng).prompt) <= set("abcdefgh")
+    examples = [family.format_example(tasks[1], rng) for _ in range(200)]  # first letter right, then random, a whole word
+    assert all(len(e) == 5 and e[0] == "e" for e in examples) and len({e[1] for e in examples}) == 8
 
 
 def test_program_deduction_and_abduction():
