@@ -105,12 +105,6 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return _TokenLogProb.apply(logits, targets)
 
 
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(``logits``) over the last axis, differentiable."""
-    logp = torch.log_softmax(logits.float(), -1)
-    return -(logp.exp() * logp).sum(-1)
-
-
 class HFPolicy:
     backend = "hf"
 
@@ -228,7 +222,7 @@ class HFPolicy:
             results.append(Completion(text, p, row[:n], logps[i, :n].tolist()))
         return results
 
-    def score(self, prompts, completions, entropy=False):
+    def score(self, prompts, completions):
         """Log-probabilities of the completion tokens, batched: one forward over the distinct prompts (a
         group's prompt once, not once per completion), then one over all completions from the shared cache;
         logits only where a completion token is predicted."""
@@ -254,12 +248,7 @@ class HFPolicy:
         lp = token_logprobs(first, targets[:, 0])[:, None]
         if n > 1:
             lp = torch.cat([lp, token_logprobs(rest, targets[:, 1:])], 1)
-        if not entropy:
-            return [lp[i, : len(c)] for i, c in enumerate(c_ids)]
-        ent = _entropy(first)[:, None]
-        if n > 1:
-            ent = torch.cat([ent, _entropy(rest)], 1)
-        return [(lp[i, : len(c)], ent[i, : len(c)]) for i, c in enumerate(c_ids)]
+        return [lp[i, : len(c)] for i, c in enumerate(c_ids)]
 
     def save(self, directory):
         path = Path(directory)

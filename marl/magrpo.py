@@ -17,10 +17,7 @@ advantage is taken within its siblings. Baselines in the same family:
 Loss per policy: ``-min(ratio * A, clip(ratio, 1-eps, 1+eps) * A)`` over completion tokens (token-mean
 or sequence-mean), ``ratio = exp(logp_new - logp_sampled)``. On the first epoch the policy has not
 changed, so the sampling log-probabilities serve as the old ones without a second forward pass; more
-epochs over the same batch use the clipped ratio. Optional KL to a frozen reference (k3 estimator) and an
-entropy bonus (the exact entropy of the model's distribution at each completion token), which keeps exploring
-the messages a pair has not agreed on yet: without it a Lewis pair often freezes in a partial code (two
-targets, one message).
+epochs over the same batch use the clipped ratio. Optional KL to a frozen reference (k3 estimator).
 """
 
 from __future__ import annotations
@@ -60,7 +57,6 @@ class TrainConfig(BaseModel):
     epochs: int = Field(1, ge=1)
     clip: float = Field(0.2, gt=0)
     kl_coef: float = Field(0.0, ge=0)
-    entropy_coef: float = Field(0.0, ge=0)  # entropy bonus: keeps a pair from settling on a partial code too early
     spiral_decay: float = Field(0.95, ge=0, lt=1)
     lr: float = Field(1e-4, gt=0)
     max_grad_norm: float = 1.0
@@ -158,17 +154,15 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
                 normaliser: float) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped policy-gradient loss (plus KL) of one micro-batch, already divided by ``normaliser``."""
     prompts, completions = [t.prompt_ids for t in turns], [t.completion_ids for t in turns]
-    scored = policy.score(prompts, completions, entropy=True) if cfg.entropy_coef else [(lp, None) for lp in policy.score(prompts, completions)]
+    new = policy.score(prompts, completions)
     with torch.no_grad():
         refs = ref.score(prompts, completions) if ref is not None and cfg.kl_coef > 0 else [None] * len(turns)
     total = torch.zeros(())
     kl_sum, nll_sum, clipped = 0.0, 0.0, 0
-    for t, a, (lp, ent), ref_lp in zip(turns, advs, scored, refs):
+    for t, a, lp, ref_lp in zip(turns, advs, new, refs):
         old = torch.tensor(t.logprobs, dtype=lp.dtype, device=lp.device)
         ratio = torch.exp(lp - old)
         per_token = -torch.min(ratio * a, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * a)
-        if ent is not None:
-            per_token = per_token - cfg.entropy_coef * ent
         if ref_lp is not None:
             delta = ref_lp - lp
             k3 = torch.exp(delta) - delta - 1

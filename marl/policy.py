@@ -37,11 +37,9 @@ class Policy(Protocol):
         """Sample one completion per prompt. ``infos`` (the arena's, per prompt) serve scripted policies only."""
         ...
 
-    def score(self, prompts: list[str] | list[list[int]], completions: list[str] | list[list[int]],
-              entropy: bool = False) -> list[torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor]]:
+    def score(self, prompts: list[str] | list[list[int]], completions: list[str] | list[list[int]]) -> list[torch.Tensor]:
         """Per-token log-probabilities of each completion after its prompt (text or token ids), batched;
-        differentiable when grad is enabled. With ``entropy``, pairs (log-probabilities, entropy of the
-        model's distribution at each of those tokens): what an entropy bonus needs, from the same forward."""
+        differentiable when grad is enabled."""
         ...
 
     def save(self, directory: str | Path) -> Path: ...
@@ -103,10 +101,10 @@ class TinyPolicy:
             out.append(Completion(self.tokenizer.decode(s.completion_ids[:n]), p, s.completion_ids[:n], s.logprobs[:n]))
         return out
 
-    def score(self, prompts, completions, entropy=False):
+    def score(self, prompts, completions):
         p_ids = [self._window(p, self.window) if isinstance(p, str) else p for p in prompts]
         c_ids = [self.encode_completion(c) if isinstance(c, str) else c for c in completions]
-        return tiny_gpt.score(self.model, p_ids, c_ids, entropy=entropy)
+        return tiny_gpt.score(self.model, p_ids, c_ids)
 
     def save(self, directory):
         path = Path(directory)

@@ -303,9 +303,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
 
 
 def score(model: GPT, prompts: list[list[int]], completions: list[list[int]],
-          batch_size: int = 32, entropy: bool = False) -> list:
-    """Per-token log p(completion | prompt) at temperature 1, one 1-D tensor per pair
-    (with `entropy`, a pair of tensors: those and the entropy of each predicted distribution).
+          batch_size: int = 32) -> list[torch.Tensor]:
+    """Per-token log p(completion | prompt) at temperature 1, one 1-D tensor per pair.
 
     Differentiable when grad is enabled (call it inside the loss). Pairs longer than
     block_size drop the start of their prompt, as `generate` does.
@@ -322,14 +321,12 @@ def score(model: GPT, prompts: list[list[int]], completions: list[list[int]],
         idx, mask = _left_pad(seqs, model.device)
         n = max(len(c) for c in cs)
         if n == 0:
-            empty = torch.zeros(0, device=model.device)
-            out += [(empty, empty) if entropy else empty for _ in cs]
+            out += [torch.zeros(0, device=model.device) for _ in cs]
             continue
         # left padding puts every completion at the end: only the last n positions matter
-        logp = torch.log_softmax(model(idx, attention_mask=mask)[:, -n - 1:-1].float(), -1)
-        lp = logp.gather(-1, idx[:, -n:, None]).squeeze(-1)
-        ent = -(logp.exp() * logp).sum(-1) if entropy else None
-        out += [(lp[b, n - len(c):], ent[b, n - len(c):]) if entropy else lp[b, n - len(c):] for b, c in enumerate(cs)]
+        logits = model(idx, attention_mask=mask)[:, -n - 1:-1].float()
+        lp = torch.log_softmax(logits, -1).gather(-1, idx[:, -n:, None]).squeeze(-1)
+        out += [lp[b, n - len(c):] for b, c in enumerate(cs)]
     return out
 
 

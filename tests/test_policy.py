@@ -118,22 +118,6 @@ def test_hf_stop_strings_cut_completions(hf):
             assert stop not in hf.tokenizer.decode(c.completion_ids[:-1], skip_special_tokens=True)
 
 
-def test_score_with_entropy_gives_the_same_logprobs_and_each_distributions_entropy(policy):
-    out = policy.generate(PROMPTS, max_new_tokens=8, seed=2)
-    p_ids, c_ids = [c.prompt_ids for c in out], [c.completion_ids for c in out]
-    with torch.no_grad():
-        plain, both = policy.score(p_ids, c_ids), policy.score(p_ids, c_ids, entropy=True)
-    vocab = policy.model.config.vocab_size
-    for lp, (lp2, ent) in zip(plain, both):
-        torch.testing.assert_close(lp, lp2)
-        assert ent.shape == lp.shape and bool((ent >= 0).all()) and bool((ent <= np.log(vocab) + 1e-4).all())
-    # the entropy is differentiable: raising it flattens the distribution the sampled token came from
-    ent = policy.score(p_ids[:1], c_ids[:1], entropy=True)[0][1]
-    ent.sum().backward()
-    assert any(q.grad is not None and q.grad.abs().sum() > 0 for q in policy.model.parameters())
-    policy.model.zero_grad()
-
-
 def test_hf_group_shares_its_prompt_and_matches_rows_scored_alone(hf):
     """A MAGRPO batch repeats each prompt G times: one prefill serves the group, with the same samples'
     log-probabilities, scores and gradients as rows handled one by one."""
