@@ -35,6 +35,9 @@ def fixed_random_policy(text: str, info: dict, rng: Any) -> str:
     return legal[int(rng.choice(len(legal), p=probs))]
 
 
+SCRIPTED = ("random", "fixed_random", "heuristic")  # the scripted policies every arena has, by name
+
+
 def scripted(arena: str, name: str) -> Heuristic:
     """A scripted policy by name: ``random``, ``fixed_random`` or ``heuristic`` (the arena's own)."""
     if name == "random":

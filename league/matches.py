@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from arenas.scripted import SCRIPTED
 from league.league import MatchResult
 
 DEFAULT_BATCH_SIZE = 8
@@ -149,7 +150,7 @@ def _policy_problem(policy: str, arena: str, parse_policy: Callable) -> str | No
 
 
 def _named(policy: str) -> bool:
-    return policy in ("random", "heuristic", "tiny", "smollm2")
+    return policy in (*SCRIPTED, "tiny", "smollm2")
 
 
 def policy_folder(policy: str) -> tuple[str, Path] | None:

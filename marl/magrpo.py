@@ -167,7 +167,7 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
             delta = ref_lp - lp
             k3 = torch.exp(delta) - delta - 1
             per_token = per_token + cfg.kl_coef * k3
-            kl_sum += float(k3.mean())
+            kl_sum += float(k3.detach().mean())
         total = total + (per_token.sum() if cfg.loss_agg == "token" else per_token.mean())
         nll_sum += float(-lp.detach().mean())
         clipped += int(((ratio - 1).abs() > cfg.clip).sum())

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from arenas.scripted import SCRIPTED
 from marl import tiny_gpt
 
 
@@ -169,10 +170,10 @@ class PolicySpec(BaseModel):
 
 
 def parse_policy(text: str) -> PolicySpec:
-    """Short names used on the command line: ``random``, ``heuristic``, ``tiny``, ``tiny:DIR``, ``smollm2``,
+    """Short names used on the command line: ``random``, ``fixed_random``, ``heuristic``, ``tiny``, ``tiny:DIR``, ``smollm2``,
     ``hf:MODEL``, ``remote:MODEL@URL``, or a directory with a saved policy."""
     kind, _, rest = text.partition(":")
-    if text in ("random", "heuristic"):
+    if text in SCRIPTED:
         return PolicySpec(backend="scripted", name=text)
     if text in ("tiny", "smollm2"):
         return PolicySpec(backend=text)
@@ -184,7 +185,7 @@ def parse_policy(text: str) -> PolicySpec:
     if (Path(text) / "policy.json").is_file():
         saved = json.loads((Path(text) / "policy.json").read_text())
         return PolicySpec(backend=saved["backend"], path=text, name=saved.get("name"))
-    raise ValueError(f"unknown policy {text!r}: use random, heuristic, tiny, tiny:DIR, smollm2, hf:MODEL, "
+    raise ValueError(f"unknown policy {text!r}: use random, fixed_random, heuristic, tiny, tiny:DIR, smollm2, hf:MODEL, "
                      "remote:MODEL@URL, or a folder with a saved policy")
 
 
