@@ -12,6 +12,21 @@ return is the joint return, and the group is the same), so it is not a separate 
 only its own action varies.
 
     python benchmarks/climbing_seeds.py [--seeds 5] [--steps 60] [--algorithms magrpo magrpo-tree igrpo]
+
+Measured here (5 seeds x 60 steps, batch 4 x group 8, a shared busy machine), the joint action each pair settled on:
+
+    seed               magrpo      igrpo       magrpo-tree
+    0                  b,c 89%     b,c 83%     b,b 98%
+    1                  b,b 95%     b,b 95%     b,b 98%
+    2                  b,b 98%     b,b 98%     b,b 98%
+    3                  a,a 98%     a,a 100%    a,a 98%
+    4                  b,c 97%     b,b 92%     b,b 98%
+    optimum found      1/5         1/5         1/5
+    mean joint reward  +0.233      +0.234      +0.252
+
+MAGRPO does not find the optimum (a, a) more often than independent GRPO here: with a common payoff their
+advantages have the same expectation (igrpo's and magrpo's columns differ only where sampling noise does);
+tree credit reaches the safe (b, b) in every seed but the one where all reach (a, a).
 """
 
 from __future__ import annotations

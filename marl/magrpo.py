@@ -59,6 +59,7 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.0, ge=0)
     spiral_decay: float = Field(0.95, ge=0, lt=1)
     lr: float = Field(1e-4, gt=0)
+    policy_lr: dict[str, float] = {}  # a learning rate per policy id (else lr): e.g. a listener slower than its speaker
     max_grad_norm: float = 1.0
     grad_accum: int = Field(1, ge=1)  # micro-batches per update (memory)
     max_new_tokens: int = Field(16, ge=1)
@@ -208,14 +209,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     policies = cfg.policies.build(agents, arena=cfg.arena)
     names = {id(p): pid for pid in cfg.policies.policies for a, p in policies.items()
              if cfg.policies.mapping.get(a, next(iter(cfg.policies.policies))) == pid}
-    unknown = sorted(set(cfg.frozen) - set(cfg.policies.policies))
-    if unknown:
-        raise ValueError(f"frozen: {', '.join(unknown)} not among the policies ({', '.join(cfg.policies.policies)})")
+    for key, ids in (("frozen", cfg.frozen), ("policy_lr", cfg.policy_lr)):
+        unknown = sorted(set(ids) - set(cfg.policies.policies))
+        if unknown:
+            raise ValueError(f"{key}: {', '.join(unknown)} not among the policies ({', '.join(cfg.policies.policies)})")
+    if any(lr <= 0 for lr in cfg.policy_lr.values()):
+        raise ValueError(f"policy_lr: learning rates must be positive, got {cfg.policy_lr}")
     learners = {id(p): p for p in policies.values() if trainable(p) and names.get(id(p)) not in cfg.frozen}
     if not learners:
         raise ValueError("no trainable policy in the mapping: give at least one agent a tiny or hf policy that is not frozen")
-    optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], lr=cfg.lr, fused=True)  # fused: one kernel per step
-              for k, p in learners.items()}
+    optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], fused=True,  # fused: one kernel per step
+                                   lr=cfg.policy_lr.get(names.get(k, ""), cfg.lr)) for k, p in learners.items()}
     refs = {k: p.clone() for k, p in learners.items()} if cfg.kl_coef > 0 else {}
     out = Path(cfg.out)
     tracker = _tracker(cfg, agents, policies)

@@ -179,6 +179,21 @@ def test_frozen_policies_play_but_do_not_learn(tmp_path):
         train(cfg.model_copy(update={"frozen": ["nobody"]}), progress=False)
 
 
+def test_each_policy_can_learn_at_its_own_rate(tmp_path):
+    """policy_lr: a listener ten times slower moves its weights ten times less in one AdamW step."""
+    spec = {"backend": "tiny", "gpt": SMALL, "seed": 3}
+    cfg = TrainConfig(arena="signalling_v0", params={"num_objects": 3, "invalid_action": "fallback"}, steps=1, batch_size=2, group_size=4,
+                      max_new_tokens=4, lr=1e-2, policy_lr={"listener": 1e-3}, tracking=False, out=str(tmp_path),
+                      policies={"policies": {"speaker": spec, "listener": spec}, "mapping": {"speaker": "speaker", "listener": "listener"}})
+    result = train(cfg, progress=False)
+    fresh = cfg.policies.build(["speaker", "listener"], arena="signalling_v0")
+    moved = {a: max(float((x - y).abs().max()) for x, y in zip(result["policies"][a].model.parameters(), fresh[a].model.parameters()))
+             for a in ("speaker", "listener")}
+    assert moved["listener"] > 0 and moved["speaker"] / moved["listener"] == pytest.approx(10, rel=0.1)
+    with pytest.raises(ValueError, match="policy_lr: nobody not among the policies"):
+        train(cfg.model_copy(update={"policy_lr": {"nobody": 1.0}}), progress=False)
+
+
 def test_kl_to_the_reference_is_zero_for_the_same_model_and_grows_as_it_moves():
     from marl.policy import TinyPolicy
 
