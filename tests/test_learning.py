@@ -44,7 +44,7 @@ def test_magrpo_makes_a_lewis_pair_agree_on_a_code(tmp_path):
     sft.train(warm, show=False)
     path = str(tmp_path / "sft")
     cfg = load_yaml(CONFIGS / "train_signalling.yaml", TrainConfig, {
-        "tracking": False, "out": str(tmp_path / "rl"),
+        "tracking": False, "out": str(tmp_path / "rl"), "steps": 100,
         "policies": {"policies": {"speaker": {"backend": "tiny", "path": path}, "listener": {"backend": "tiny", "path": path}},
                      "mapping": {"speaker": "speaker", "listener": "listener"}}})
     before = evaluate(cfg, cfg.policies.build(["speaker", "listener"]), episodes=200)
