@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 import arenas
 from arenas.channels import ChannelConfig
@@ -59,7 +59,7 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.0, ge=0)
     spiral_decay: float = Field(0.95, ge=0, lt=1)
     lr: float = Field(1e-4, gt=0)
-    policy_lr: dict[str, float] = {}  # a learning rate per policy id (else lr): e.g. a listener slower than its speaker
+    policy_lr: dict[str, PositiveFloat] = {}  # a learning rate per policy id (else lr): e.g. a listener slower than its speaker
     max_grad_norm: float = 1.0
     grad_accum: int = Field(1, ge=1)  # micro-batches per update (memory)
     max_new_tokens: int = Field(16, ge=1)
@@ -213,8 +213,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         unknown = sorted(set(ids) - set(cfg.policies.policies))
         if unknown:
             raise ValueError(f"{key}: {', '.join(unknown)} not among the policies ({', '.join(cfg.policies.policies)})")
-    if any(lr <= 0 for lr in cfg.policy_lr.values()):
-        raise ValueError(f"policy_lr: learning rates must be positive, got {cfg.policy_lr}")
     learners = {id(p): p for p in policies.values() if trainable(p) and names.get(id(p)) not in cfg.frozen}
     if not learners:
         raise ValueError("no trainable policy in the mapping: give at least one agent a tiny or hf policy that is not frozen")
