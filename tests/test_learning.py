@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
+import numpy as np
+
 import arenas
+from arenas.config import load_yaml
 from arenas.play import play_episode, write_transcript
 from marl import sft
 from marl.magrpo import TrainConfig, evaluate, train
@@ -36,10 +39,6 @@ def test_magrpo_after_format_warm_start_learns_to_coordinate_in_the_climbing_gam
 
 def test_magrpo_makes_a_lewis_pair_agree_on_a_code(tmp_path):
     """configs/sft_signalling.yaml then configs/train_signalling.yaml (3 objects): from chance to a code."""
-    import numpy as np
-
-    from arenas.config import load_yaml
-
     warm = sft.load_config(CONFIGS / "sft_signalling.yaml", {"out": str(tmp_path / "sft"), "eval_episodes": 0, "max_minutes": 1e6})
     sft.train(warm, show=False)
     path = str(tmp_path / "sft")
