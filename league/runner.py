@@ -61,7 +61,7 @@ CONFIG_FILE = "config.yaml"  # a copy of the config, for people (the database ho
 KUHN = "kuhn_poker_v0"
 # TrainConfig fields the runner sets itself for each training call
 RUNNER_OWNED = {"arena", "params", "channel", "policies", "frozen", "seed", "out", "experiment", "tracking_uri",
-                "tracking", "max_minutes", "max_new_tokens", "temperature"}
+                "tracking", "max_minutes", "max_new_tokens", "temperature", "reference"}
 SFT_OWNED = {"arenas", "transcripts", "arena_params", "policy", "out", "seed", "eval_max_new_tokens"}
 console = Console()
 
@@ -464,9 +464,11 @@ class LeagueRunner:
                                          "opponent": _spec_of(self.abs(entry["opponent_policy"]))},
                             "mapping": {a: "learner" if s == seat else "opponent" for s, a in enumerate(self.agents)}}
                 frozen = ["opponent"]
+            # with kl_coef, every learner is pulled towards the league's initial policy: a fixed magnet (magnetic
+            # mirror descent) that keeps its play mixed, where a pull towards its own last version would let it drift
             tcfg = base.model_copy(update={"policies": type(base.policies).model_validate(policies), "frozen": frozen,
                                            "steps": steps, "seed": derive_seed(self.cfg.seed, r, k, i, 2),
-                                           "out": str(out)})
+                                           "out": str(out), "reference": str(self.dir / INITIAL)})
             result = train(tcfg, progress=False)
             current = str(result["saved"]["learner"])
             history += result["history"]

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validato
 
 import arenas
 from arenas.channels import ChannelConfig
-from marl.policy import Policy, PolicyMapping
+from marl.policy import Policy, PolicyMapping, load_policy
 from marl.rollout import Rollout, Turn, collect, transcript_jsonl
 from marl.workers import LocalExecutor, RayExecutor
 
@@ -57,6 +57,7 @@ class TrainConfig(BaseModel):
     epochs: int = Field(1, ge=1)
     clip: float = Field(0.2, gt=0)
     kl_coef: float = Field(0.0, ge=0)
+    reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
     lr: float = Field(1e-4, gt=0)
     policy_lr: dict[str, PositiveFloat] = {}  # a learning rate per policy id (else lr): e.g. a listener slower than its speaker
@@ -218,7 +219,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         raise ValueError("no trainable policy in the mapping: give at least one agent a tiny or hf policy that is not frozen")
     optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], fused=True,  # fused: one kernel per step
                                    lr=cfg.policy_lr.get(names.get(k, ""), cfg.lr)) for k, p in learners.items()}
-    refs = {k: p.clone() for k, p in learners.items()} if cfg.kl_coef > 0 else {}
+    refs = {k: (load_policy(cfg.reference, cfg.arena) if cfg.reference else p).clone() for k, p in learners.items()} if cfg.kl_coef > 0 else {}
     out = Path(cfg.out)
     tracker = _tracker(cfg, agents, policies)
     arena_kwargs = {"channel": cfg.channel.model_dump() if cfg.channel else None, **cfg.params}

@@ -47,6 +47,8 @@ class GPTConfig:
     n_embd: int = 256
     dropout: float = 0.0
     bias: bool = False
+    rope: bool = False  # rotary positions (as Llama) instead of learned absolute ones
+
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +56,20 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+def rotary(pos: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of rotary embeddings for positions ``pos`` (B, T): each (B, 1, T, head_dim / 2)."""
+    inv = 1.0 / base ** (torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float32) / head_dim)
+    angles = pos[:, None, :, None].float() * inv
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (first half, second half) of the last dimension: attention scores then depend on the
+    distance between two tokens only, so a small model reads "the token k places back" at any prompt length."""
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1).type_as(x)
 
 
 class CausalSelfAttention(nn.Module):
@@ -65,9 +81,11 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask, is_causal, cache=None, layer=0, start=0):
+    def forward(self, x, mask, is_causal, cache=None, layer=0, start=0, rope=None):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)
         if cache is not None:
             k, v = cache.update(layer, k, v, start)
         p = self.dropout if self.training else 0.0
@@ -94,8 +112,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, mask, is_causal, cache=None, layer=0, start=0):
-        x = x + self.attn(self.ln_1(x), mask, is_causal, cache, layer, start)
+    def forward(self, x, mask, is_causal, cache=None, layer=0, start=0, rope=None):
+        x = x + self.attn(self.ln_1(x), mask, is_causal, cache, layer, start, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -135,7 +153,9 @@ class KVCache:
 
 
 class GPT(nn.Module):
-    """Pre-LN decoder with learned positions and tied input/output embeddings.
+    """Pre-LN decoder with tied input/output embeddings and learned absolute positions, or rotary ones
+    (``rope``): with those a token's attention to another depends on their distance only, which is what
+    lets a small model read the line just before its answer (a card, a message) whatever the prompt's length.
 
     Batches of prompts of different lengths are LEFT padded (so every row's next token is
     at the last column) and described by `attention_mask` (B, past + T), 0 on pads.
@@ -146,7 +166,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = cfg = config or GPTConfig()
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.wpe = None if cfg.rope else nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
@@ -200,9 +220,10 @@ class GPT(nn.Module):
             k = torch.arange(S, device=dev)
             # causal AND key-is-real; a query always sees itself: no row is fully masked (NaN)
             mask = (k <= q) & (am[:, None, None, :] | (k == q))
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        rope = rotary(pos.expand(B, T), self.config.n_embd // self.config.n_head) if self.wpe is None else None
+        x = self.drop(self.wte(idx) if rope is not None else self.wte(idx) + self.wpe(pos))
         for i, block in enumerate(self.h):
-            x = block(x, mask, is_causal, cache, i, past_len)
+            x = block(x, mask, is_causal, cache, i, past_len, rope)
         logits = self.lm_head(self.ln_f(x))
         if cache is not None:
             cache.length = S

@@ -56,7 +56,8 @@ def test_invalid_action_penalize_and_fallback():
     env = arenas.make("kuhn_poker_v0")
     env.reset(seed=0)
     env.step("I fold... no wait, I raise the stakes to 1000!! or check?")
-    assert env.terminations["player_0"] and env.rewards == {"player_0": -1.0, "player_1": 1.0}
+    # the largest pot: never a cheaper way out than folding (-1)
+    assert env.terminations["player_0"] and env.rewards == {"player_0": -2.0, "player_1": 2.0}
     assert env.infos["player_0"]["invalid_actions"] == 1 and env.infos["player_0"]["valid"] is False
     env = arenas.make("kuhn_poker_v0", invalid_action="fallback")
     env.reset(seed=0)

@@ -210,6 +210,17 @@ def test_kl_to_the_reference_is_zero_for_the_same_model_and_grows_as_it_moves():
     assert same["kl"] == pytest.approx(0.0, abs=1e-6) and moved["kl"] > 1e-4
 
 
+def test_kl_reference_is_the_start_by_default_or_a_fixed_saved_policy(tmp_path):
+    """By default the first step's KL is 0 (the learner is its own reference); ``reference`` pins it to
+    another saved policy (a fixed magnet), whose distance shows from the first step."""
+    from marl.policy import TinyPolicy
+
+    TinyPolicy.create(seed=5, **SMALL).save(tmp_path / "magnet")
+    start = train(small_cfg(tmp_path, steps=1, kl_coef=0.1), progress=False)["history"][0]
+    pinned = train(small_cfg(tmp_path, steps=1, kl_coef=0.1, reference=str(tmp_path / "magnet")), progress=False)["history"][0]
+    assert start["kl/p"] == pytest.approx(0.0, abs=1e-6) and pinned["kl/p"] > 1e-3
+
+
 def test_rollout_transcripts_record_what_play_records():
     """Training's transcripts are `agora play`'s: the same steps, messages shown and talk turns, move by move."""
     from dataclasses import asdict

@@ -14,9 +14,9 @@ from league.cli import main
 from marl import sft
 from marl.policy import load_policy
 
-# Small and fast: block_size 256 keeps the last 232 bytes of Kuhn's ~470-byte prompts (card, history, legal
-# actions, answer format), which makes a 2-layer model learn the format in a few hundred steps.
-SMALL = {"n_layer": 2, "n_embd": 64, "n_head": 4, "block_size": 256}
+# Small and fast: block_size 256 keeps the last 232 bytes of Kuhn's ~470-byte prompts (legal actions, answer
+# format, then player, history and card), and rotary positions make a 2-layer model learn the format in a few hundred steps.
+SMALL = {"n_layer": 2, "n_embd": 64, "n_head": 4, "block_size": 256, "rope": True}
 
 
 def kuhn_transcript(path, episodes=200):

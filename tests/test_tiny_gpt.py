@@ -21,10 +21,11 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture
-def model():
+@pytest.fixture(params=[False, True], ids=["learned-positions", "rotary-positions"])
+def model(request):
+    """Every property below holds for both position schemes."""
     torch.manual_seed(0)
-    return GPT(TINY).eval()
+    return GPT(GPTConfig(**{**TINY.to_dict(), "rope": request.param})).eval()
 
 
 PROMPTS = [[BOS, 72, 105], [BOS] + list(range(40, 60)), [BOS, 1, 2, 3, 4, 5, 6, 7]]

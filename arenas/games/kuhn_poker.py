@@ -38,6 +38,7 @@ RULES = (
 class raw_env(TextArenaEnv):
     metadata = {"render_modes": ["human", "ansi"], "name": NAME, "is_parallelizable": False}
     zero_sum = True
+    invalid_reward = -2.0  # the largest pot: an unreadable answer must never beat a fold (-1) as a way to give up
 
     def __init__(self, *, invalid_action: str = "penalize", render_mode: str | None = None):
         super().__init__({"player_0": ACTIONS, "player_1": ACTIONS}, invalid_action, render_mode)
@@ -62,10 +63,11 @@ class raw_env(TextArenaEnv):
     def _prompt(self, agent: str) -> str:
         i = int(agent[-1])
         moves = [f"player {k % 2} {'bet' if h == 'b' else 'passed'}" for k, h in enumerate(self.history)]
+        # The information state comes last, on one line: the nearer the answer, the easier for a small model to read.
         return (
-            f"{RULES}\nYou are player {i}. Your card: {CARD_NAMES[self.cards[i]]}.\n"
-            f"History: {', '.join(moves) if moves else 'no actions yet'}.\n"
-            f"Legal actions: pass, bet.\n{ANSWER_FORMAT}"
+            f"{RULES}\nLegal actions: pass, bet.\n{ANSWER_FORMAT}\n"
+            f"You are player {i}. History: {', '.join(moves) if moves else 'no actions yet'}. "
+            f"Your card: {CARD_NAMES[self.cards[i]]}."
         )
 
     def _play(self, agent: str, action: str) -> None:
@@ -93,7 +95,7 @@ def info_state(env: Any, agent: str) -> str:
 
 
 _CARD = re.compile(r"Your card: (Jack|Queen|King)")
-_HIST = re.compile(r"History: (.*)\.\n")
+_HIST = re.compile(r"History: (.*?)\. Your card")
 
 
 def nash_probs(text: str, alpha: float = 1 / 6) -> dict[str, float]:
