@@ -4,8 +4,8 @@
 |--------------------|--------------------------------------------------------|
 | Agents             | ``player_0``, ``player_1``                             |
 | Actions            | ``pass``, ``bet`` (aliases: check/fold -> pass, call/raise -> bet) |
-| Observations       | text: rules, your card, betting history, legal actions |
-| Rewards            | zero-sum: +-1 or +-2 at the end                        |
+| Observations       | text: rules, legal actions; last: seat, history, card  |
+| Rewards            | zero-sum: +-1 or +-2 at the end; unreadable answer: -2 |
 | Parallel           | no (turn-based)                                        |
 
 A three-card deck (J < Q < K); each player antes 1 and gets one card; player 0 acts first. A pass
