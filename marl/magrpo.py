@@ -17,7 +17,8 @@ advantage is taken within its siblings. Baselines in the same family:
 Loss per policy: ``-min(ratio * A, clip(ratio, 1-eps, 1+eps) * A)`` over completion tokens (token-mean
 or sequence-mean), ``ratio = exp(logp_new - logp_sampled)``. On the first epoch the policy has not
 changed, so the sampling log-probabilities serve as the old ones without a second forward pass; more
-epochs over the same batch use the clipped ratio. Optional KL to a frozen reference (k3 estimator).
+epochs over the same batch use the clipped ratio. Optional KL to a frozen reference (k3 estimator): the
+policy as it started, or a saved policy (``reference``), a fixed magnet as in magnetic mirror descent.
 """
 
 from __future__ import annotations
@@ -219,7 +220,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         raise ValueError("no trainable policy in the mapping: give at least one agent a tiny or hf policy that is not frozen")
     optims = {k: torch.optim.AdamW([q for q in p.model.parameters() if q.requires_grad], fused=True,  # fused: one kernel per step
                                    lr=cfg.policy_lr.get(names.get(k, ""), cfg.lr)) for k, p in learners.items()}
-    refs = {k: (load_policy(cfg.reference, cfg.arena) if cfg.reference else p).clone() for k, p in learners.items()} if cfg.kl_coef > 0 else {}
+    refs = {}  # frozen KL references: each learner as it starts, or one saved policy for all (a fixed magnet)
+    if cfg.kl_coef > 0:
+        refs = {k: (load_policy(cfg.reference, cfg.arena) if cfg.reference else p).clone() for k, p in learners.items()}
     out = Path(cfg.out)
     tracker = _tracker(cfg, agents, policies)
     arena_kwargs = {"channel": cfg.channel.model_dump() if cfg.channel else None, **cfg.params}

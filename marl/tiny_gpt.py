@@ -49,7 +49,6 @@ class GPTConfig:
     bias: bool = False
     rope: bool = False  # rotary positions (as Llama) instead of learned absolute ones
 
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -221,7 +220,7 @@ class GPT(nn.Module):
             # causal AND key-is-real; a query always sees itself: no row is fully masked (NaN)
             mask = (k <= q) & (am[:, None, None, :] | (k == q))
         rope = rotary(pos.expand(B, T), self.config.n_embd // self.config.n_head) if self.wpe is None else None
-        x = self.drop(self.wte(idx) if rope is not None else self.wte(idx) + self.wpe(pos))
+        x = self.drop(self.wte(idx) if self.wpe is None else self.wte(idx) + self.wpe(pos))
         for i, block in enumerate(self.h):
             x = block(x, mask, is_causal, cache, i, past_len, rope)
         logits = self.lm_head(self.ln_f(x))
