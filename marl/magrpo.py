@@ -222,7 +222,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                                    lr=cfg.policy_lr.get(names.get(k, ""), cfg.lr)) for k, p in learners.items()}
     refs = {}  # frozen KL references: each learner as it starts, or one saved policy for all (a fixed magnet)
     if cfg.kl_coef > 0:
-        refs = {k: (load_policy(cfg.reference, cfg.arena) if cfg.reference else p).clone() for k, p in learners.items()}
+        magnet = load_policy(cfg.reference, cfg.arena).clone() if cfg.reference else None
+        refs = {k: magnet if magnet is not None else p.clone() for k, p in learners.items()}
     out = Path(cfg.out)
     tracker = _tracker(cfg, agents, policies)
     arena_kwargs = {"channel": cfg.channel.model_dump() if cfg.channel else None, **cfg.params}

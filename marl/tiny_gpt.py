@@ -219,8 +219,11 @@ class GPT(nn.Module):
             k = torch.arange(S, device=dev)
             # causal AND key-is-real; a query always sees itself: no row is fully masked (NaN)
             mask = (k <= q) & (am[:, None, None, :] | (k == q))
-        rope = rotary(pos.expand(B, T), self.config.n_embd // self.config.n_head) if self.wpe is None else None
-        x = self.drop(self.wte(idx) if self.wpe is None else self.wte(idx) + self.wpe(pos))
+        if self.wpe is None:  # rotary: positions enter through the attention's queries and keys
+            rope, x = rotary(pos.expand(B, T), self.config.n_embd // self.config.n_head), self.wte(idx)
+        else:
+            rope, x = None, self.wte(idx) + self.wpe(pos)
+        x = self.drop(x)
         for i, block in enumerate(self.h):
             x = block(x, mask, is_causal, cache, i, past_len, rope)
         logits = self.lm_head(self.ln_f(x))
