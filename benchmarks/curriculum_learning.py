@@ -36,7 +36,14 @@ unseen words. Other settings, same 3 seeds: D = 6, 800 steps: uniform / curricul
 2.5 / 7.5, 1.5 / 5.5 (mean gap +8.0; per level the curriculum was one or two levels ahead in every seed; 10.0
 minutes); D = 6, 1200 steps (153,600 samples per arm, 14.8 minutes): 5.0 / 24.0, 2.5 / 7.0, 0.5 / 0.0 (mean gap
 +7.7; per level the curriculum was ahead in every seed: levels 1-5 against 1-3, 1-3 and 78% of level 4 against 1-3
-and 28%, 1-4 against 1-2); D = 5 with KL 0.1: 17.5 / 29.0, 11.5 / 6.0, 2.5 / 3.0 (+2.2). Single-seed runs:
+and 28%, 1-4 against 1-2); D = 5 with KL 0.1: 17.5 / 29.0, 11.5 / 6.0, 2.5 / 3.0 (+2.2); D = 5, 2000 steps
+(22.7 minutes): 8.5 / 19.5, 1.5 / 3.0, 8.0 / 27.0 (mean gap +10.5): the curriculum mastered levels 1-4 in seeds
+0 and 2 (uniform: 1-3) and then sat at about 25% on level 5 for 500 to 1000 steps, its fifth letter at chance (1
+in 4; the letter it writes there copies other places of the word); in seed 1 it reached 46% at step 1800 and
+then collapsed (3% at the end, level 1 at 68%). Curriculum arm alone, seeds 0 and 2, 1500 steps: rotary
+positions learn almost nothing (0% and 2%, level 2 at 36%: reversing reads places, not distances), a prefix
+before the word (``reverse dbdad`` or ``>dbdad``, so its first letter is not the sequence's first token) 1-6%,
+3 layers 14% and 10% (levels 1-3 mastered). Single-seed runs:
 without the KL term the curriculum arm's third letter collapsed to a copy of the second while it trained level 2
 and had not recovered 600 steps later; with a 10-letter alphabet (D = 5, 600 steps) the curriculum mastered levels
 1-3 and uniform 1-2, neither level 5.
