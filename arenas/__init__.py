@@ -10,9 +10,9 @@ from arenas.core import TextArenaEnv, TextAction
 from arenas.registry import ArenaSpec, UnsupportedArena, list_adapters, make, make_parallel, names, register, spec
 from arenas import games as _games  # noqa: F401  (registers the built-in games)
 from arenas import adapters as _adapters  # noqa: F401  (registers the adapter prefixes: textarena:, openspiel:)
-from arenas.scripted import random_policy, scripted
+from arenas.scripted import fixed_random, random_policy, scripted
 
 __all__ = [
     "ArenaSpec", "ChannelConfig", "ChannelWrapper", "TextAction", "TextArenaEnv", "UnsupportedArena", "build_graph", "list_adapters",
-    "make", "make_parallel", "names", "random_policy", "register", "scripted", "spec",
+    "fixed_random", "make", "make_parallel", "names", "random_policy", "register", "scripted", "spec",
 ]

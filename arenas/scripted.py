@@ -16,23 +16,33 @@ def random_policy(text: str, info: dict, rng: Any) -> str:
     return legal[int(rng.integers(len(legal)))] if legal else ""
 
 
-def fixed_random_policy(text: str, info: dict, rng: Any) -> str:
+def fixed_random(concentration: float = 1.0) -> Heuristic:
     """A random player that reacts to its news: it samples from a distribution over the legal actions drawn
-    at random (Dirichlet(1)) once for each last line of its prompt, where arenas put what just changed (a
-    target to describe, a message received).
+    at random (Dirichlet(concentration)) once for each last line of its prompt, where arenas put what just
+    changed (a target to describe, a message received).
 
     As a warm-start teacher it teaches the answer format *and* a dependence on that line with no agreed
     meaning (two such players coordinate only by chance) while keeping the answers random enough to explore,
     as a randomly initialised network does in classic emergent-communication set-ups. A uniformly random
-    teacher instead teaches a policy to ignore its input, which leaves RL nothing to amplify.
+    teacher instead teaches a policy to ignore its input, which leaves RL nothing to amplify. Below 1 the
+    odds of each line are peaked: a dependence a small model picks up from fewer examples.
     """
-    legal = info.get("legal_actions") or []
-    if not legal:
-        return ""
-    last = text.rstrip("\n").rsplit("\n", 1)[-1]
-    key = int.from_bytes(hashlib.blake2b(last.encode(), digest_size=8).digest(), "big")
-    probs = np.random.default_rng(key).dirichlet(np.ones(len(legal)))
-    return legal[int(rng.choice(len(legal), p=probs))]
+    if not concentration > 0:
+        raise ValueError(f"concentration must be positive, got {concentration}")
+
+    def policy(text: str, info: dict, rng: Any) -> str:
+        legal = info.get("legal_actions") or []
+        if not legal:
+            return ""
+        last = text.rstrip("\n").rsplit("\n", 1)[-1]
+        key = int.from_bytes(hashlib.blake2b(last.encode(), digest_size=8).digest(), "big")
+        probs = np.random.default_rng(key).dirichlet(np.full(len(legal), concentration))
+        return legal[int(rng.choice(len(legal), p=probs))]
+
+    return policy
+
+
+fixed_random_policy = fixed_random()
 
 
 SCRIPTED = ("random", "fixed_random", "heuristic")  # the scripted policies every arena has, by name

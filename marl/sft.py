@@ -56,6 +56,7 @@ class SFTConfig(BaseModel):
     # the scripted policy that plays them: heuristic (imitate a strategy), random (format only) or fixed_random
     # (format, and random answers that depend on the prompt's last line but mean nothing: see arenas.scripted)
     teacher: Literal["heuristic", "random", "fixed_random"] = "heuristic"
+    teacher_concentration: float = Field(1.0, gt=0)  # fixed_random's Dirichlet: below 1, peaked odds per line
     arena_params: dict[str, dict[str, Any]] = {}  # arena name -> keyword arguments of arenas.make
     policy: PolicySpec = PolicySpec()  # a fresh tiny GPT unless a path is given (policy.gpt: GPTConfig fields)
     steps: int = Field(ge=1)
@@ -129,7 +130,7 @@ def read_steps(path: str | Path) -> list[dict[str, Any]]:
 def scripted_steps(cfg: SFTConfig, arena: str) -> list[dict[str, Any]]:
     """Play ``episodes_per_arena`` episodes with the scripted ``teacher`` as every agent (seeds cfg.seed + 0, 1, ...)."""
     env = make_env(cfg, arena)
-    teacher = arenas.scripted(arena, cfg.teacher)
+    teacher = arenas.fixed_random(cfg.teacher_concentration) if cfg.teacher == "fixed_random" else arenas.scripted(arena, cfg.teacher)
     policies = {a: teacher for a in env.possible_agents}
     episodes: list[Episode] = [play_episode(env, policies, seed=cfg.seed + i, episode=i) for i in range(cfg.episodes_per_arena)]
     return [vars(s) for e in episodes for s in e.steps]

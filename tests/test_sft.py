@@ -135,8 +135,35 @@ def test_a_fixed_random_teacher_answers_its_last_line_at_random_but_not_uniforml
     assert max(max(c) for c in counts) < 300  # but no target always gets one message
 
 
+def test_a_lower_concentration_makes_each_lines_odds_peaked():
+    """teacher_concentration < 1: for each last line, one answer dominates more often (a dependence learnt from
+    fewer examples); the default is the named fixed_random teacher."""
+    info = {"legal_actions": list("abcdefgh")}
+    lines = [f"rules\nTarget: object {i}." for i in range(40)]
+
+    def top_share(teacher):
+        shares = []
+        for line in lines:
+            answers = [teacher(line, info, np.random.default_rng(i)) for i in range(200)]
+            shares.append(max(answers.count(a) for a in info["legal_actions"]) / len(answers))
+        return float(np.mean(shares))
+
+    assert all(arenas.fixed_random()(line, info, np.random.default_rng(0)) ==
+               arenas.scripted("signalling_v0", "fixed_random")(line, info, np.random.default_rng(0)) for line in lines)
+    assert top_share(arenas.fixed_random(0.2)) > top_share(arenas.fixed_random()) + 0.2  # about 0.6 against 0.3
+    cfg = sft.SFTConfig(arenas=["signalling_v0"], episodes_per_arena=20, steps=1, batch_size=1, lr=0.1, teacher="fixed_random")
+
+    def answers(concentration):
+        return [s["raw_action"] for s in sft.scripted_steps(cfg.model_copy(update={"teacher_concentration": concentration}),
+                                                            "signalling_v0")]
+    assert answers(1.0) == answers(1.0) != answers(0.05)  # the config reaches the teacher
+    with pytest.raises(ValueError, match="concentration"):
+        arenas.fixed_random(0)
+
+
 @pytest.mark.parametrize("content,needle", [
     ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\nteacher: nash\n", "teacher"),
+    ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\nteacher_concentration: 0\n", "teacher_concentration"),
     ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\nepochs: 3\n", "epochs: unknown key"),
     ("arenas: [kuhn_poker_v0]\nbatch_size: 1\nlr: 0.1\n", "steps: required key is missing"),
     ("arenas: [kuhn_poker_v0]\nsteps: 1\nbatch_size: 1\nlr: 0.1\narena_params: {tictactoe_v0: {}}\n", "not in arenas"),
