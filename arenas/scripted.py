@@ -42,9 +42,6 @@ def fixed_random(concentration: float = 1.0) -> Heuristic:
     return policy
 
 
-fixed_random_policy = fixed_random()
-
-
 SCRIPTED = ("random", "fixed_random", "heuristic")  # the scripted policies every arena has, by name
 
 
@@ -53,7 +50,7 @@ def scripted(arena: str, name: str) -> Heuristic:
     if name == "random":
         return random_policy
     if name == "fixed_random":
-        return fixed_random_policy
+        return fixed_random()
     if name == "heuristic":
         h = spec(arena).heuristic
         if h is None:
