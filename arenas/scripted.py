@@ -45,12 +45,13 @@ def fixed_random(concentration: float = 1.0) -> Heuristic:
 SCRIPTED = ("random", "fixed_random", "heuristic")  # the scripted policies every arena has, by name
 
 
-def scripted(arena: str, name: str) -> Heuristic:
-    """A scripted policy by name: ``random``, ``fixed_random`` or ``heuristic`` (the arena's own)."""
+def scripted(arena: str, name: str, concentration: float = 1.0) -> Heuristic:
+    """A scripted policy by name: ``random``, ``fixed_random`` (with its Dirichlet ``concentration``) or
+    ``heuristic`` (the arena's own)."""
     if name == "random":
         return random_policy
     if name == "fixed_random":
-        return fixed_random()
+        return fixed_random(concentration)
     if name == "heuristic":
         h = spec(arena).heuristic
         if h is None:

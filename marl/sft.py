@@ -130,7 +130,7 @@ def read_steps(path: str | Path) -> list[dict[str, Any]]:
 def scripted_steps(cfg: SFTConfig, arena: str) -> list[dict[str, Any]]:
     """Play ``episodes_per_arena`` episodes with the scripted ``teacher`` as every agent (seeds cfg.seed + 0, 1, ...)."""
     env = make_env(cfg, arena)
-    teacher = arenas.fixed_random(cfg.teacher_concentration) if cfg.teacher == "fixed_random" else arenas.scripted(arena, cfg.teacher)
+    teacher = arenas.scripted(arena, cfg.teacher, concentration=cfg.teacher_concentration)
     policies = {a: teacher for a in env.possible_agents}
     episodes: list[Episode] = [play_episode(env, policies, seed=cfg.seed + i, episode=i) for i in range(cfg.episodes_per_arena)]
     return [vars(s) for e in episodes for s in e.steps]
