@@ -19,6 +19,11 @@ or sequence-mean), ``ratio = exp(logp_new - logp_sampled)``. On the first epoch 
 changed, so the sampling log-probabilities serve as the old ones without a second forward pass; more
 epochs over the same batch use the clipped ratio. Optional KL to a frozen reference (k3 estimator): the
 policy as it started, or a saved policy (``reference``), a fixed magnet as in magnetic mirror descent.
+
+``max_reach_weight`` > 1 weighs each move's whole loss by the inverse of its agent's own reach (the
+probability of its own earlier moves in the episode), capped: a state the agent's own play seldom enters
+then learns as fast as a frequent one (the counterfactual weighting of CFR), instead of following it
+through the shared weights. Both terms scale alike, so each state's balance of gain and KL is unchanged.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class TrainConfig(BaseModel):
     epochs: int = Field(1, ge=1)
     clip: float = Field(0.2, gt=0)
     kl_coef: float = Field(0.0, ge=0)
+    max_reach_weight: float = Field(1.0, ge=1)  # > 1: each move's loss times 1 / its agent's own reach, capped here
     reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
     lr: float = Field(1e-4, gt=0)
@@ -171,7 +177,8 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
             k3 = torch.exp(delta) - delta - 1
             per_token = per_token + cfg.kl_coef * k3
             kl_sum += float(k3.detach().mean())
-        total = total + (per_token.sum() if cfg.loss_agg == "token" else per_token.mean())
+        weight = min(cfg.max_reach_weight, float(np.exp(-t.reach_logprob)))
+        total = total + weight * (per_token.sum() if cfg.loss_agg == "token" else per_token.mean())
         nll_sum += float(-lp.detach().mean())
         clipped += int(((ratio - 1).abs() > cfg.clip).sum())
     return total / normaliser, {"kl": kl_sum, "nll": nll_sum, "clipped": clipped}

@@ -37,6 +37,7 @@ class Turn:
     valid: bool
     talk: bool
     path: tuple[int, ...] = ()  # tree mode: the sample index at each tick up to this turn (its node in the group's tree)
+    reach_logprob: float = 0.0  # log-probability of the agent's own earlier moves in this episode (its own reach)
 
 
 @dataclass
@@ -112,8 +113,9 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
                         ro.rewards[a].append((ticks[i], r))
                 ro.messages += len(record.messages_sent)
                 ro.message_chars += sum(len(m["text"]) for m in record.messages_sent)
+                reach = sum(sum(t.logprobs) for t in ro.turns if t.agent == agent)
                 ro.turns.append(Turn(agent, ticks[i], text, out.prompt_ids, out.completion_ids, out.logprobs, out.text,
-                                     record.valid, talk, paths[i]))
+                                     record.valid, talk, paths[i], reach))
                 if keep_transcripts:
                     ro.transcript.append(record)
                 ticks[i] += 1

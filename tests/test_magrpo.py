@@ -59,6 +59,38 @@ def test_loss_pushes_up_positive_advantage_completions():
     assert after[0] > before[0] and after[1] < before[1]
 
 
+def test_each_move_records_its_agents_own_reach():
+    """A move's own reach is the probability of the agent's earlier moves in the episode (not the others')."""
+    import arenas
+    from marl.policy import Completion, ScriptedPolicy
+    from marl.rollout import collect
+
+    class Scored(ScriptedPolicy):  # every answer has probability exp(-0.75)
+        def generate(self, prompts, **kw):
+            return [Completion(c.text, [0], [1, 2], [-0.5, -0.25]) for c in super().generate(prompts, **kw)]
+
+    policy = Scored("iterated_pd_v0", "random")
+    ros = collect(lambda: arenas.make("iterated_pd_v0"), {"player_0": policy, "player_1": policy}, [0], 2, max_new_tokens=8)
+    for r in ros:
+        assert len(r.turns) > 4
+        for agent in ("player_0", "player_1"):
+            mine = [t.reach_logprob for t in r.turns if t.agent == agent]
+            assert mine == pytest.approx([-0.75 * k for k in range(len(mine))])
+
+
+def test_reach_weight_scales_a_moves_loss_by_its_inverse_own_reach_capped():
+    from marl.policy import TinyPolicy
+
+    p = TinyPolicy.create(seed=0, **SMALL)
+    o = p.generate(["prompt one"], max_new_tokens=6, seed=0)[0]
+    turn = Turn("x", 1, "prompt one", o.prompt_ids, o.completion_ids, o.logprobs, o.text, True, False, (), float(np.log(0.25)))
+    cfg = TrainConfig(arena="climbing_v0")
+    loss = {cap: float(policy_loss(p, [turn], [1.0], cfg.model_copy(update={"max_reach_weight": cap}), None, 1)[0])
+            for cap in (1.0, 2.0, 10.0)}
+    assert loss[1.0] != 0
+    assert loss[10.0] == pytest.approx(4 * loss[1.0]) and loss[2.0] == pytest.approx(2 * loss[1.0])
+
+
 def small_cfg(tmp_path, **kw):
     base = dict(arena="climbing_v0", steps=2, batch_size=1, group_size=4, max_new_tokens=6, tracking=False,
                 out=str(tmp_path / "run"), policies={"policies": {"p": {"gpt": SMALL}}})
