@@ -8,7 +8,8 @@ roles with plain ``get_match`` / ``ready_to_checkpoint`` / ``checkpoint`` method
   it still loses to, or old snapshots of a main agent it has forgotten how to beat), else self-play
   against a main agent, with that agent's snapshots as a curriculum while it is too strong. The simpler
   modes are the same player with another ``matchmaking``: ``self_play`` (latest vs latest),
-  ``fictitious`` (uniform over snapshots) and ``pfsp`` (PFSP only).
+  ``fictitious`` (uniform over snapshots), ``pfsp`` (PFSP only) and ``best_response`` (always the current
+  main exploiters, which the runner makes exact best responses: exploitability descent, as PSRO's oracle).
 - :class:`MainExploiter`: plays the main agents; against one it cannot yet beat, PFSP (variance)
   over that agent's snapshots. Resets to its initial policy after every snapshot.
 - :class:`LeagueExploiter`: PFSP over every snapshot; resets with probability 0.25 after a snapshot.
@@ -34,7 +35,7 @@ PLAYER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SNAPSHOTS_DIR = "snapshots"  # snapshot files live in <league folder>/snapshots/<snapshot id>
 Outcome = Literal["win", "draw", "loss"]
 Weighting = Literal["variance", "linear", "linear_capped", "squared"]
-Matchmaking = Literal["alphastar", "self_play", "fictitious", "pfsp"]
+Matchmaking = Literal["alphastar", "self_play", "fictitious", "pfsp", "best_response"]
 
 # ---------------------------------------------------------------------------- PFSP
 WEIGHTINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -287,9 +288,9 @@ class MainAgent(Player):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.matchmaking not in ("alphastar", "self_play", "fictitious", "pfsp"):
+        if self.matchmaking not in ("alphastar", "self_play", "fictitious", "pfsp", "best_response"):
             raise ValueError(f"player {self.id}: unknown matchmaking {self.matchmaking!r}; "
-                             "choose alphastar, self_play, fictitious or pfsp")
+                             "choose alphastar, self_play, fictitious, pfsp or best_response")
         if self.pfsp_weighting not in WEIGHTINGS:
             raise ValueError(f"player {self.id}: unknown PFSP weighting {self.pfsp_weighting!r}")
         if not (0 <= self.p_pfsp and 0 <= self.p_verification and self.p_pfsp + self.p_verification <= 1):
@@ -309,6 +310,11 @@ class MainAgent(Player):
             return Match(self.id, _choose(snapshots, rng), "fictitious")
         if self.matchmaking == "pfsp":
             return self._pfsp_branch(league, rng)
+        if self.matchmaking == "best_response":
+            exploiters = league.learner_ids(self.arena, MainExploiter)
+            if not exploiters:
+                raise ValueError(f"player {self.id}: matchmaking best_response needs a main exploiter in {self.arena}")
+            return Match(self.id, _choose(exploiters, rng), "best_response")
         coin = rng.random()
         if coin < self.p_pfsp:  # make sure we can beat the league
             return self._pfsp_branch(league, rng)

@@ -2,6 +2,7 @@
 
 One round reads like the AlphaStar league pseudocode (``league/league.py`` holds the rules):
 
+    best_response:      each main exploiter becomes the exact best response to its main agent (no training)
     for each learner:   opponent = learner.get_match(league)          # the role's matchmaking (PFSP, ...)
     write the plan down                                                # a resumed round replays the same plan
     for each learner:   play matches_per_round matches against its opponent (seats alternate);
@@ -91,7 +92,7 @@ class Roles(BaseModel):
     main_agents: int = Field(1, ge=1)
     main_exploiters: int = Field(0, ge=0)
     league_exploiters: int = Field(0, ge=0)
-    matchmaking: Matchmaking = "alphastar"  # alphastar | self_play | fictitious | pfsp
+    matchmaking: Matchmaking = "alphastar"  # alphastar | self_play | fictitious | pfsp | best_response
     pfsp_weighting: Weighting = "squared"  # variance | linear | linear_capped | squared
 
 
@@ -126,7 +127,8 @@ class LeagueConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     arena: str
     params: dict[str, Any] = {}  # the arena's keyword arguments
-    roles: Roles | Literal["self_play", "fictitious", "pfsp"] = Roles()  # a word: one main agent with that matchmaking
+    # a word: one main agent with that matchmaking (best_response: and one main exploiter, the exact best response)
+    roles: Roles | Literal["self_play", "fictitious", "pfsp", "best_response"] = Roles()
     initial_policy: InitialPolicy
     rounds: int | None = Field(None, ge=1)  # stop after this many rounds ...
     minutes: float | None = Field(None, gt=0)  # ... or when the next round would not fit in this budget
@@ -151,7 +153,9 @@ class LeagueConfig(BaseModel):
         return self
 
     def role_counts(self) -> Roles:
-        return Roles(matchmaking=self.roles) if isinstance(self.roles, str) else self.roles
+        if isinstance(self.roles, str):
+            return Roles(matchmaking=self.roles, main_exploiters=int(self.roles == "best_response"))
+        return self.roles
 
 
 def check_config(cfg: LeagueConfig, source: str = "config", initial_exists: bool = False) -> LeagueConfig:
@@ -174,6 +178,16 @@ def check_config(cfg: LeagueConfig, source: str = "config", initial_exists: bool
         base_train(cfg, spec.rewards)
     except ValidationError as e:
         raise ConfigError(describe(e, f"{source}: train")) from None
+    roles = cfg.role_counts()
+    if roles.matchmaking == "best_response":
+        from league.exploitability import game_of
+
+        try:
+            game_of(cfg.arena)
+        except ValueError as e:
+            raise ConfigError(f"{source}: roles: best_response needs exact best responses: {e}") from None
+        if roles.main_exploiters < 1:
+            raise ConfigError(f"{source}: roles: best_response needs main_exploiters >= 1 (they are the best responses)")
     if not initial_exists and cfg.initial_policy.path is not None and not (Path(cfg.initial_policy.path) / "policy.json").is_file():
         raise ConfigError(f"{source}: initial_policy.path: {cfg.initial_policy.path!r} is not a saved policy folder "
                           "(no policy.json)")
@@ -296,6 +310,9 @@ class LeagueRunner:
                 while self.budget_left():
                     r = int(self.state.meta("round", 0))
                     t0 = time.perf_counter()
+                    if self.cfg.role_counts().matchmaking == "best_response":
+                        bar.update(f"round {r}: best responses")
+                        self.respond(r)
                     bar.update(f"round {r}: matchmaking")
                     plan = self.plan_round(r)
                     bar.update(f"round {r}: {len(plan) * self.cfg.matches_per_round} matches")
@@ -382,6 +399,28 @@ class LeagueRunner:
 
             TinyPolicy.create(seed=init.seed, **(init.gpt or {})).save(out)
 
+    # ------------------------------------------------------------------ 0. exact best responses
+    def respond(self, r: int) -> None:
+        """With ``matchmaking: best_response`` main exploiter i is, for round r, the exact best response to
+        main agent i (mod their number) as it starts the round: a tabular policy in ``players/<id>/r<r>``.
+        Written once per round (a resumed round finds it in place), before the plan reads the policies."""
+        from league.exploitability import action_probs, best_response, info_states
+        from marl.policy import TabularPolicy, load_policy
+
+        league = self.league()
+        mains = league.main_agent_ids(self.cfg.arena)
+        for i, pid in enumerate(league.learner_ids(self.cfg.arena, MainExploiter)):
+            player = self.player(pid)
+            version = self.dir / PLAYERS / pid / f"r{r:05d}"
+            if player.policy == version.relative_to(self.dir).as_posix():
+                continue
+            target = load_policy(self.abs(league.players[mains[i % len(mains)]].policy), self.cfg.arena)
+            tmp = self.dir / WORK / pid / "best_response"
+            TabularPolicy(best_response(action_probs(target, info_states(self.cfg.arena)), self.cfg.arena)).save(tmp)
+            _replace_dir(tmp, version)
+            player.policy = version.relative_to(self.dir).as_posix()
+            self.state.save_player(player)
+
     # ------------------------------------------------------------------ 1. matchmaking
     def plan_round(self, r: int) -> list[dict[str, Any]]:
         """Each learner's opponent for round r (chosen once; a resumed round reads it back)."""
@@ -444,6 +483,10 @@ class LeagueRunner:
         if progress.get("trained_round", -1) >= r:
             return progress.get("train_metrics", {})
         base = base_train(self.cfg, self.spec.rewards)
+        if isinstance(learner, MainExploiter) and self.cfg.role_counts().matchmaking == "best_response":
+            learner.step += base.steps  # an exact best response needs no training; its steps pace its snapshots
+            self.state.save_player(learner, {"trained_round": r, "train_metrics": {}})
+            return {}
         self_play = entry["opponent"] == learner.id
         seats: list[int | None] = [None] if self_play else list(range(len(self.agents)))
         per_seat = [base.steps // len(seats) + (i < base.steps % len(seats)) for i in range(len(seats))]

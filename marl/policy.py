@@ -151,13 +151,46 @@ class ScriptedPolicy:
         return self
 
 
+class TabularPolicy:
+    """Action probabilities per prompt behind the policy interface: a game-theoretic policy (an exact best
+    response, an OpenSpiel solver's strategy) plays in an arena like any other player. In the games where
+    such tables exist the prompt an agent sees names its information state, so the table is keyed by it."""
+
+    backend = "tabular"
+
+    def __init__(self, table: dict[str, dict[str, float]]):
+        self.table = table
+
+    def generate(self, prompts, *, max_new_tokens=32, temperature=1.0, top_p=1.0, stop=(), seed=None, infos=None):
+        rng = np.random.default_rng(seed)
+        out = []
+        for prompt in prompts:
+            if prompt not in self.table:
+                raise ValueError(f"tabular policy: no entry for the prompt ending {prompt[-120:]!r}")
+            actions, probs = zip(*self.table[prompt].items())
+            out.append(Completion(f"<answer>{actions[rng.choice(len(actions), p=np.array(probs) / sum(probs))]}</answer>"))
+        return out
+
+    def score(self, prompts, completions):
+        raise TypeError("a tabular policy has no token log-probabilities to score")
+
+    def save(self, directory):
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "policy.json").write_text(json.dumps({"backend": self.backend, "table": self.table}))
+        return path
+
+    def clone(self) -> TabularPolicy:
+        return self
+
+
 # ---------------------------------------------------------------------------- loading by name
 class PolicySpec(BaseModel):
     """A policy in a config: a backend and what it needs."""
 
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["tiny", "hf", "smollm2", "remote", "scripted"] = "tiny"
-    path: str | None = None  # a saved policy (tiny, hf) or a transformers model id/path
+    backend: Literal["tiny", "hf", "smollm2", "remote", "scripted", "tabular"] = "tiny"
+    path: str | None = None  # a saved policy (tiny, hf, tabular) or a transformers model id/path
     name: str | None = None  # scripted: random | heuristic; remote: the served model name
     base_url: str | None = None  # remote
     api_key_env: str = "OPENAI_API_KEY"  # remote: the environment variable holding the key
@@ -196,6 +229,8 @@ def load_policy(spec: PolicySpec | str, arena: str | None = None) -> Policy:
         if arena is None:
             raise ValueError("a scripted policy needs the arena it plays")
         return ScriptedPolicy(arena, spec.name or "random")
+    if spec.backend == "tabular":
+        return TabularPolicy(json.loads((Path(spec.path) / "policy.json").read_text())["table"])
     if spec.backend == "tiny":
         if spec.path:
             saved = Path(spec.path) / "policy.json"

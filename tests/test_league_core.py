@@ -171,6 +171,12 @@ def test_simple_modes():
     assert set(opponents) == {"main@1"}
     with pytest.raises(ValueError, match="unknown matchmaking 'league'"):
         MainAgent("x", ARENA, "p", matchmaking="league")
+    descent = MainAgent("descent", ARENA, "p/descent", matchmaking="best_response")
+    league.add(descent)
+    with pytest.raises(ValueError, match="best_response needs a main exploiter"):
+        descent.get_match(league, rng)
+    league.add(MainExploiter("oracle", ARENA, "p/oracle"))
+    assert {(m.away, m.branch) for m in (descent.get_match(league, rng) for _ in range(20))} == {("oracle", "best_response")}
 
 
 def test_main_exploiter_targets_main_agents_and_falls_back_to_their_snapshots():

@@ -220,6 +220,8 @@ def test_sigkill_at_random_moments_then_resume_loses_and_doubles_nothing(referen
     ({"initial_policy": {"path": "nowhere", "gpt": {}}}, "exactly one of path"),
     ({"initial_policy": {"path": "nowhere"}}, "not a saved policy folder"),
     ({"roles": "round_robin"}, "roles"),
+    ({"roles": "best_response", "arena": "tictactoe_v0"}, "roles: best_response needs exact best responses"),
+    ({"roles": {"matchmaking": "best_response"}}, "best_response needs main_exploiters >= 1"),
     ({"params": {"no_such_param": 1}}, "params"),
 ])
 def test_config_errors_exit_2_naming_the_key(tmp_path, capsys, change, needle):
@@ -262,6 +264,35 @@ def test_resume_of_a_finished_league_extends_it(reference, tmp_path):
     with LeagueState(d) as state:
         assert state.meta("round") == CONFIG["rounds"] + 1
         assert state.match_count() == before + 3 * CONFIG["matches_per_round"]
+
+
+def test_best_response_league_trains_the_main_agent_against_its_exact_best_response(tmp_path):
+    """``roles: best_response``: each round the main exploiter is the exact best response to the main agent as
+    the round starts (a tabular policy, never trained), and the main agent trains against it; also on resume."""
+    from league.exploitability import action_probs, best_response
+    from marl.policy import load_policy
+
+    config = write_config(tmp_path / "br.yaml", roles="best_response", rounds=1,  # no snapshots: no exploiter resets
+                          snapshot={"win_rate": 1.0, "min_steps": 1, "max_steps": 100})
+    d = tmp_path / "run"
+    assert main(["league", "run", str(config), "--dir", str(d), "--quiet"]) == 0
+
+    def table_of(player: str) -> tuple[dict, dict]:
+        with LeagueState(d) as state:
+            policy = next(p.policy for p in state.players() if p.id == player)
+        return load_policy(str(d / policy), "kuhn_poker_v0").table if player == "main_exploiter_0" else \
+            best_response(action_probs(load_policy(str(d / policy), "kuhn_poker_v0")))
+
+    assert table_of("main_exploiter_0") == best_response(action_probs(load_policy(str(d / "initial"), "kuhn_poker_v0")))
+    after_round_0 = table_of("main_0")
+    assert main(["league", "resume", str(d), "--rounds", "2", "--quiet"]) == 0
+    assert table_of("main_exploiter_0") == after_round_0
+    with LeagueState(d) as state:
+        rows = [h["learners"] for h in state.meta("history")]
+        steps = {p.id: p.step for p in state.players()}
+    assert [r["main_0"]["opponent"] for r in rows] == ["main_exploiter_0"] * 2
+    assert {r["main_0"]["branch"] for r in rows} == {"best_response"}
+    assert steps == {"main_0": 4, "main_exploiter_0": 4}  # the exploiter's steps pace its snapshots, untrained
 
 
 # ---------------------------------------------------------------------------- slow: Ray, and learning
