@@ -230,6 +230,8 @@ def load_policy(spec: PolicySpec | str, arena: str | None = None) -> Policy:
             raise ValueError("a scripted policy needs the arena it plays")
         return ScriptedPolicy(arena, spec.name or "random")
     if spec.backend == "tabular":
+        if not spec.path:
+            raise ValueError("a tabular policy needs path: the folder of its policy.json")
         return TabularPolicy(json.loads((Path(spec.path) / "policy.json").read_text())["table"])
     if spec.backend == "tiny":
         if spec.path:

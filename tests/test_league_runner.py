@@ -295,7 +295,7 @@ def test_best_response_league_trains_the_main_agent_against_its_exact_best_respo
     assert steps == {"main_0": 4, "main_exploiter_0": 4}  # the exploiter's steps pace its snapshots, untrained
 
 
-# ---------------------------------------------------------------------------- slow: Ray, and learning
+# ---------------------------------------------------------------------------- Ray (slow), and learning
 @pytest.mark.slow
 def test_ray_executor_plays_the_same_matches_as_local(tmp_path):
     pytest.importorskip("ray")
@@ -307,14 +307,16 @@ def test_ray_executor_plays_the_same_matches_as_local(tmp_path):
     assert snapshot_hashes(tmp_path / "local") == snapshot_hashes(tmp_path / "ray")
 
 
-@pytest.mark.slow
-def test_quick_kuhn_league_plays_better_than_any_card_blind_policy(tmp_path):
-    """configs/league_kuhn.yaml for 3 rounds: the main agent stays well below 1/3, the least exploitability a
-    policy that ignores its own card can have (where leagues of tiny GPTs with learned positions ended)."""
+def test_quick_kuhn_league_brings_the_main_agents_exploitability_down(tmp_path):
+    """configs/league_kuhn.yaml (the main agent against its exact best response) for 16 rounds, about 3.5 minutes:
+    its exact exploitability falls clearly below the warm start's, and far below 1/3, the least a policy blind to
+    its own card can have."""
     cfg = yaml.safe_load((ROOT / "configs" / "league_kuhn.yaml").read_text())
-    cfg.update(rounds=3, minutes=None, tracking={"enabled": False})
+    cfg.update(rounds=16, minutes=None, tracking={"enabled": False})
     assert main(["league", "run", str(write_config(tmp_path / "kuhn.yaml", **cfg)), "--dir", str(tmp_path / "run"), "--quiet"]) == 0
     with LeagueState(tmp_path / "run") as state:
         start = state.meta("exploitability")["initial"]
         final = [h["learners"]["main_0"]["exploitability"] for h in state.meta("history")]
-    assert start < 11 / 24 - 0.1 and max(final) < 0.3  # measured: 0.20, then 0.186 / 0.193 / 0.188
+    late = sum(final[-4:]) / 4
+    # measured: 0.203 at the start, the last 4 rounds 0.123 to 0.157 (mean 0.131), the best 0.106
+    assert start < 11 / 24 - 0.1 and late < start - 0.04 and min(final) < start - 0.06, (start, final)
