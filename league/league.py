@@ -360,8 +360,14 @@ class MainExploiter(Player):
     """Finds the main agents' weaknesses; starts over from the initial policy after every snapshot."""
 
     exploit_threshold: float = 0.1  # below this against the chosen main agent, play its snapshots
+    best_response: bool = False  # the runner makes it the exact best response every round: never trained, never reset
     role: ClassVar[str] = "main_exploiter"
     reset_probability: ClassVar[float] = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.best_response:
+            self.reset_probability = 0.0  # an instance value: a best response starts over every round anyway
 
     def targets(self, league: League) -> list[str]:
         return league.main_agent_ids(self.arena)

@@ -368,7 +368,8 @@ class LeagueRunner:
                 "snapshot_max_steps": self.cfg.snapshot.max_steps}
         players: list[Player] = [MainAgent(f"main_{i}", self.cfg.arena, INITIAL, matchmaking=roles.matchmaking,
                                            pfsp_weighting=roles.pfsp_weighting, **snap) for i in range(roles.main_agents)]
-        players += [MainExploiter(f"main_exploiter_{i}", self.cfg.arena, INITIAL, **snap) for i in range(roles.main_exploiters)]
+        players += [MainExploiter(f"main_exploiter_{i}", self.cfg.arena, INITIAL, best_response=roles.matchmaking == "best_response",
+                                  **snap) for i in range(roles.main_exploiters)]
         players += [LeagueExploiter(f"league_exploiter_{i}", self.cfg.arena, INITIAL, **snap)
                     for i in range(roles.league_exploiters)]
         known = {p.id for p in self.state.players()}
@@ -411,6 +412,8 @@ class LeagueRunner:
         mains = league.main_agent_ids(self.cfg.arena)
         for i, pid in enumerate(league.learner_ids(self.cfg.arena, MainExploiter)):
             player = self.player(pid)
+            if not player.best_response:
+                continue
             version = self.dir / PLAYERS / pid / f"r{r:05d}"
             if player.policy == version.relative_to(self.dir).as_posix():
                 continue
@@ -483,7 +486,7 @@ class LeagueRunner:
         if progress.get("trained_round", -1) >= r:
             return progress.get("train_metrics", {})
         base = base_train(self.cfg, self.spec.rewards)
-        if isinstance(learner, MainExploiter) and self.cfg.role_counts().matchmaking == "best_response":
+        if isinstance(learner, MainExploiter) and learner.best_response:
             learner.step += base.steps  # an exact best response needs no training; its steps pace its snapshots
             self.state.save_player(learner, {"trained_round": r, "train_metrics": {}})
             return {}

@@ -175,7 +175,9 @@ def test_simple_modes():
     league.add(descent)
     with pytest.raises(ValueError, match="best_response needs a main exploiter"):
         descent.get_match(league, rng)
-    league.add(MainExploiter("oracle", ARENA, "p/oracle"))
+    oracle = league.add(MainExploiter("oracle", ARENA, "p/oracle", best_response=True))
+    assert not oracle.checkpoint(rng).reset and oracle.policy == "p/oracle"  # a best response is never reset
+    assert player_from_dict(oracle.to_dict()) == oracle
     assert {(m.away, m.branch) for m in (descent.get_match(league, rng) for _ in range(20))} == {("oracle", "best_response")}
 
 

@@ -272,8 +272,7 @@ def test_best_response_league_trains_the_main_agent_against_its_exact_best_respo
     from league.exploitability import action_probs, best_response
     from marl.policy import load_policy
 
-    config = write_config(tmp_path / "br.yaml", roles="best_response", rounds=1,  # no snapshots: no exploiter resets
-                          snapshot={"win_rate": 1.0, "min_steps": 1, "max_steps": 100})
+    config = write_config(tmp_path / "br.yaml", roles="best_response", rounds=1)  # snapshots every round: no resets
     d = tmp_path / "run"
     assert main(["league", "run", str(config), "--dir", str(d), "--quiet"]) == 0
 
@@ -290,6 +289,8 @@ def test_best_response_league_trains_the_main_agent_against_its_exact_best_respo
     with LeagueState(d) as state:
         rows = [h["learners"] for h in state.meta("history")]
         steps = {p.id: p.step for p in state.players()}
+        frozen = [rec.snapshot for rec in state.snapshots() if rec.snapshot.parent == "main_exploiter_0"]
+    assert len(frozen) == 2 and not any(snap.reset for snap in frozen)
     assert [r["main_0"]["opponent"] for r in rows] == ["main_exploiter_0"] * 2
     assert {r["main_0"]["branch"] for r in rows} == {"best_response"}
     assert steps == {"main_0": 4, "main_exploiter_0": 4}  # the exploiter's steps pace its snapshots, untrained
