@@ -357,7 +357,8 @@ class MainAgent(Player):
 
 @dataclass
 class MainExploiter(Player):
-    """Finds the main agents' weaknesses; starts over from the initial policy after every snapshot."""
+    """Finds the main agents' weaknesses; starts over from the initial policy after every snapshot (a best
+    response, recomputed every round, never does)."""
 
     exploit_threshold: float = 0.1  # below this against the chosen main agent, play its snapshots
     best_response: bool = False  # the runner makes it the exact best response every round: never trained, never reset

@@ -177,7 +177,7 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
             k3 = torch.exp(delta) - delta - 1
             per_token = per_token + cfg.kl_coef * k3
             kl_sum += float(k3.detach().mean())
-        weight = min(cfg.max_reach_weight, float(np.exp(-t.reach_logprob)))
+        weight = float(np.exp(min(-t.reach_logprob, np.log(cfg.max_reach_weight))))  # min(cap, 1 / reach), no overflow
         total = total + weight * (per_token.sum() if cfg.loss_agg == "token" else per_token.mean())
         nll_sum += float(-lp.detach().mean())
         clipped += int(((ratio - 1).abs() > cfg.clip).sum())
