@@ -411,7 +411,7 @@ class LeagueRunner:
         league = self.league()
         mains = league.main_agent_ids(self.cfg.arena)
         for i, pid in enumerate(league.learner_ids(self.cfg.arena, MainExploiter)):
-            player = self.player(pid)
+            player = league.players[pid]
             if not player.best_response:
                 continue
             version = self.dir / PLAYERS / pid / f"r{r:05d}"

@@ -29,6 +29,14 @@ class Completion:
     logprobs: list[float] = field(default_factory=list)
 
 
+def write_policy_json(directory: str | Path, fields: dict[str, Any]) -> Path:
+    """The folder's ``policy.json``: what ``parse_policy`` reads to load the policy back."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "policy.json").write_text(json.dumps(fields))
+    return path
+
+
 @runtime_checkable
 class Policy(Protocol):
     backend: str
@@ -108,10 +116,8 @@ class TinyPolicy:
         return tiny_gpt.score(self.model, p_ids, c_ids)
 
     def save(self, directory):
-        path = Path(directory)
-        tiny_gpt.save(self.model, path)
-        (path / "policy.json").write_text(json.dumps({"backend": self.backend, "window": self.window}))
-        return path
+        tiny_gpt.save(self.model, Path(directory))
+        return write_policy_json(directory, {"backend": self.backend, "window": self.window})
 
     def clone(self) -> TinyPolicy:
         import copy
@@ -142,10 +148,7 @@ class ScriptedPolicy:
         raise TypeError(f"scripted policy {self.name!r} has no log-probabilities to score")
 
     def save(self, directory):
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "policy.json").write_text(json.dumps({"backend": self.backend, "arena": self.arena, "name": self.name}))
-        return path
+        return write_policy_json(directory, {"backend": self.backend, "arena": self.arena, "name": self.name})
 
     def clone(self) -> ScriptedPolicy:
         return self
@@ -172,13 +175,19 @@ class TabularPolicy:
         return out
 
     def score(self, prompts, completions):
-        raise TypeError("a tabular policy has no token log-probabilities to score")
+        """Each completion as one unit: the log of its action's probability at that prompt (-inf if none)."""
+        from arenas.parsing import parse_choice
+
+        out = []
+        for prompt, text in zip(prompts, completions):
+            if not isinstance(text, str) or prompt not in self.table:
+                raise ValueError("a tabular policy scores text completions of the prompts in its table")
+            action = parse_choice(text, self.table[prompt])
+            out.append(torch.tensor([np.log(self.table[prompt][action]) if action is not None else -np.inf], dtype=torch.float64))
+        return out
 
     def save(self, directory):
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "policy.json").write_text(json.dumps({"backend": self.backend, "table": self.table}))
-        return path
+        return write_policy_json(directory, {"backend": self.backend, "table": self.table})
 
     def clone(self) -> TabularPolicy:
         return self

@@ -7,11 +7,9 @@ ids are not returned by such servers; log-probabilities are kept when the server
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
-from marl.policy import Completion
+from marl.policy import Completion, write_policy_json
 
 
 class RemotePolicy:
@@ -52,10 +50,7 @@ class RemotePolicy:
         raise TypeError("remote endpoints are inference only: they cannot score completions for training")
 
     def save(self, directory):
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "policy.json").write_text(json.dumps({"backend": self.backend, "name": self.model, "base_url": self.base_url}))
-        return path
+        return write_policy_json(directory, {"backend": self.backend, "name": self.model, "base_url": self.base_url})
 
     def clone(self) -> RemotePolicy:
         return self

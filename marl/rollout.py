@@ -113,7 +113,8 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
                         ro.rewards[a].append((ticks[i], r))
                 ro.messages += len(record.messages_sent)
                 ro.message_chars += sum(len(m["text"]) for m in record.messages_sent)
-                reach = sum(sum(t.logprobs) for t in ro.turns if t.agent == agent)
+                mine = next((t for t in reversed(ro.turns) if t.agent == agent), None)  # the agent's last move
+                reach = mine.reach_logprob + sum(mine.logprobs) if mine else 0.0
                 ro.turns.append(Turn(agent, ticks[i], text, out.prompt_ids, out.completion_ids, out.logprobs, out.text,
                                      record.valid, talk, paths[i], reach))
                 if keep_transcripts:
