@@ -182,8 +182,8 @@ class TabularPolicy:
         for prompt, text in zip(prompts, completions):
             if not isinstance(text, str) or prompt not in self.table:
                 raise ValueError("a tabular policy scores text completions of the prompts in its table")
-            action = parse_choice(text, self.table[prompt])
-            out.append(torch.tensor([np.log(self.table[prompt][action]) if action is not None else -np.inf], dtype=torch.float64))
+            p = self.table[prompt][action] if (action := parse_choice(text, self.table[prompt])) is not None else 0.0
+            out.append(torch.tensor([np.log(p) if p > 0 else -np.inf], dtype=torch.float64))
         return out
 
     def save(self, directory):
