@@ -75,7 +75,7 @@ def accuracy(policy, family, tasks, max_new_tokens: int) -> float:
 
 
 def family_params(args) -> dict:
-    return {"max_difficulty": args.max_difficulty} | ({"letters": args.letters} if args.family == "mirror" else {})
+    return {"max_difficulty": args.max_difficulty} | ({"letters": args.letters, "length": args.length} if args.family == "mirror" else {})
 
 
 def config(arm: str, seed: int, args):
@@ -126,6 +126,7 @@ def main() -> None:
     p.add_argument("--attempts", type=int, default=8)
     p.add_argument("--max-difficulty", type=int, default=5)
     p.add_argument("--letters", type=int, default=4, help="mirror: the alphabet's size")
+    p.add_argument("--length", type=int, help="mirror: the words' length (default: the top level)")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--replay-prob", type=float, default=0.0)
     p.add_argument("--proposer", default="frontier", choices=["frontier", "generator"], help="the curriculum arm's new tasks")

@@ -397,7 +397,8 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
 
     tracker = _tracker(cfg, out)
     buffer = TaskBuffer(cfg.buffer)
-    level_rate = {d: 0.5 for d in levels}  # frontier: a moving average of each level's solve rate (an optimistic start)
+    # frontier: moving averages of each level's solve rate and of the proposer reward its tasks earned (optimistic starts)
+    level_rate, level_reward = {d: 0.5 for d in levels}, {d: learnability(0.5, cfg.proposer.reward) for d in levels}
     archive: dict[str, Record] = {}
     history: list[dict[str, float]] = []
     solver_samples = solver_updates = 0
@@ -412,7 +413,7 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
                 replayed = buffer.sample(replays, step, rng)
                 wanted = cfg.tasks_per_step - len(replayed)
                 texts, parsed, targets = _propose(family, proposer, cfg.proposer, levels, wanted, rng, seed=cfg.seed * 1_000_003 + step,
-                                                  level_rate=level_rate)
+                                                  frontier=(level_reward, level_rate))
                 new = [t for t in parsed if isinstance(t, Task)]
                 tasks = replayed + new
                 # ---- the solver attempts every task n times
@@ -450,7 +451,9 @@ def run(cfg: CurriculumConfig, out: str | Path, progress: bool = True, evaluate=
                     score = buffer_score(rs, cfg.buffer.score)
                     buffer.add(task, score, step)
                     if task.difficulty in level_rate:
-                        level_rate[task.difficulty] = 0.5 * level_rate[task.difficulty] + 0.5 * float(np.mean(rs))
+                        d, rate = task.difficulty, float(np.mean(rs))
+                        level_rate[d] = 0.5 * level_rate[d] + 0.5 * rate
+                        level_reward[d] = 0.5 * level_reward[d] + 0.5 * learnability(rate, cfg.proposer.reward)
                     rec = archive.get(task.key())
                     if rec is None:
                         rec = archive[task.key()] = Record(task, step, snapshot, float(np.mean(rs)))
@@ -509,23 +512,23 @@ def _proposal_example(family, levels: list[int], rng: np.random.Generator) -> tu
     return family.propose_prompt(d), family.render(family.generate(d, rng))
 
 
-def frontier_scores(level_rate: dict[int, float], levels: list[int]) -> np.ndarray:
-    """Levels by min(p, 1 - p) of their recent solve rate: the edge of the solver's ability. Among equal scores (all
-    solved or never solved) the lowest unsolved level comes first: the next step up."""
-    return np.array([learnability(level_rate[d], "r_zero") + 1e-6 * (level_rate[d] < 0.5) * (len(levels) - k)
-                     for k, d in enumerate(levels)])
+def frontier_scores(level_reward: dict[int, float], level_rate: dict[int, float], levels: list[int]) -> np.ndarray:
+    """Levels by the proposer reward their recent tasks earned (the configured learnability of each task's own solve
+    rate): with Absolute Zero's 1 - p that is the hardest level the solver solves at all, not the one nearest
+    p = 1/2. Among equal scores (all solved or never solved) the lowest unsolved level comes first: the next step up."""
+    return np.array([level_reward[d] + 1e-6 * (level_rate[d] < 0.5) * (len(levels) - k) for k, d in enumerate(levels)])
 
 
 def _propose(family, proposer, cfg: ProposerConfig, levels: list[int], wanted: int, rng: np.random.Generator, seed: int,
-             level_rate: dict[int, float] | None = None):
+             frontier: tuple[dict[int, float], dict[int, float]] | None = None):
     """``wanted`` new tasks (or, for a policy, ``group_size`` texts per target difficulty, rounded up): the texts with
     their prompts, the parsed tasks (or Invalid) and the target difficulties."""
     if wanted <= 0:
         return [], [], []
     if proposer is None:
         p = None
-        if cfg.kind == "frontier" and level_rate:
-            p = rank_probabilities(frontier_scores(level_rate, levels), cfg.frontier_temperature)
+        if cfg.kind == "frontier" and frontier:
+            p = rank_probabilities(frontier_scores(*frontier, levels), cfg.frontier_temperature)
             p = (1 - cfg.frontier_explore) * p + cfg.frontier_explore / len(levels)
         targets = [int(d) for d in rng.choice(levels, size=wanted, p=p)]
         return [], [family.generate(d, rng) for d in targets], targets

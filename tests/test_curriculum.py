@@ -99,12 +99,19 @@ def test_buffer_replaces_the_lowest_score_and_waits_for_min_fill():
     assert stats["buffer/size"] == 3 and 0 < stats["buffer/score_mean"] < stats["buffer/score_max"]
 
 
-def test_frontier_prefers_the_edge_and_then_the_next_level_up():
+def test_frontier_prefers_the_hardest_level_with_reward_and_then_the_next_level_up():
     levels = [1, 2, 3, 4]
-    edge = rank_probabilities(frontier_scores({1: 1.0, 2: 0.6, 3: 0.1, 4: 0.0}, levels), 0.3)
-    assert edge.argmax() == 1 and edge[2] > edge[0] and edge[2] > edge[3]
-    stuck = rank_probabilities(frontier_scores({1: 1.0, 2: 1.0, 3: 0.0, 4: 0.0}, levels), 0.3)
-    assert stuck.argmax() == 2 and stuck[2] > stuck[3]  # all solved or unsolved: the lowest unsolved level
+    rates = {1: 1.0, 2: 0.75, 3: 0.2, 4: 0.0}
+    # Absolute Zero's 1 - p: level 3 (p = 0.2) earns more than level 2 (p = 0.75), the level nearest p = 1/2
+    rewards = {d: learnability(p, "absolute_zero") for d, p in rates.items()}
+    edge = rank_probabilities(frontier_scores(rewards, rates, levels), 0.3)
+    assert edge.argmax() == 2 and edge[1] > edge[0] and edge[1] > edge[3]
+    # R-Zero's min(p, 1 - p) prefers level 2
+    r_zero = rank_probabilities(frontier_scores({d: learnability(p, "r_zero") for d, p in rates.items()}, rates, levels), 0.3)
+    assert r_zero.argmax() == 1
+    stuck = {1: 1.0, 2: 1.0, 3: 0.0, 4: 0.0}
+    nothing = rank_probabilities(frontier_scores({d: 0.0 for d in levels}, stuck, levels), 0.3)
+    assert nothing.argmax() == 2 and nothing[2] > nothing[3]  # all solved or unsolved: the lowest unsolved level
 
 
 # ---------------------------------------------------------------------------- the loop, export, MLflow
