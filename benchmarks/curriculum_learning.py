@@ -12,44 +12,48 @@ failed teaches nothing; the table prints both counts):
 
 - ``uniform``: every task is new, at a level drawn uniformly from 1..D;
 - ``curriculum``: every task is new, at a level drawn by the ``frontier`` proposer of league.curriculum: levels
-  ranked by min(p, 1 - p) of their recent solve rate (the edge of the solver's ability), rank prioritisation with
-  temperature 0.3, 10% uniform. ``--replay-prob`` adds Prioritized Level Replay of buffered tasks.
+  ranked by the proposer reward their recent tasks earned (Absolute Zero's 1 - p when 0 < p < 1: the hardest level
+  the solver solves at all), rank prioritisation with temperature 0.3, 10% uniform. ``--replay-prob`` adds
+  Prioritized Level Replay of buffered tasks.
 
 Measured: greedy accuracy on 200 held-out tasks of the hardest level D (their own seed), per seed, and the time.
 Run: ``python benchmarks/curriculum_learning.py`` (3 seeds, 2 processes at once; ``--jobs 1`` for one).
 
 Measured here with the defaults (D = 5, 1000 steps x 16 tasks x 8 attempts = 128,000 solver samples per arm, lr
-2e-3, temperature 1.0, KL 0.05; 2 shared cores, ``--jobs 1``, 11.3 minutes in all), held-out level-5 accuracy:
+2e-3, temperature 1.0, KL 0.05; 2 shared cores, 2 runs at once, 7.7 minutes in all), held-out level-5 accuracy:
 
     seed  uniform  curriculum    gap   updates u/c
-       0     8.0%        4.0%   -4.0      999/1000
-       1     1.5%       25.0%  +23.5      996/1000
-       2     8.0%       18.5%  +10.5      999/1000
-    mean gap +10.0 points: the >= 20 points target is NOT met.
+       0     2.0%        9.5%   +7.5       974/999
+       1    21.0%      100.0%  +79.0      1000/1000
+       2    21.5%      100.0%  +78.5       999/1000
+    mean gap +55.0 points (min +7.5): the >= 20 points target is met on the mean, not in seed 0.
 
-Per level (greedy, 50 tasks each), the curriculum mastered levels 1-4 in seed 1 and 1-3 (level 4 at 72%) in seed 2,
-where uniform had mastered 1-2 and 1-3; in seed 0 it fell back (levels 1-3 at 80%) while uniform mastered 1-3. In
-seed 1 the curriculum sat at about 25% on level 5 from step 450 to the end, although a third or more of its level-5
-tasks still had attempts that disagreed: a plateau of the tiny GPT on the fifth letter, not a lack of signal. With
-4 letters and D = 5 there are only 1,024 words, so the held-out tasks are new draws of the hardest level, not
-unseen words. Other settings, same 3 seeds: D = 6, 800 steps: uniform / curriculum 4.0 / 19.0,
-2.5 / 7.5, 1.5 / 5.5 (mean gap +8.0; per level the curriculum was one or two levels ahead in every seed; 10.0
-minutes); D = 6, 1200 steps (153,600 samples per arm, 14.8 minutes): 5.0 / 24.0, 2.5 / 7.0, 0.5 / 0.0 (mean gap
-+7.7; per level the curriculum was ahead in every seed: levels 1-5 against 1-3, 1-3 and 78% of level 4 against 1-3
-and 28%, 1-4 against 1-2); D = 5 with KL 0.1: 17.5 / 29.0, 11.5 / 6.0, 2.5 / 3.0 (+2.2); D = 5, 2000 steps
-(22.7 minutes): 8.5 / 19.5, 1.5 / 3.0, 8.0 / 27.0 (mean gap +10.5): the curriculum mastered levels 1-4 in seeds
-0 and 2 (uniform: 1-3) and then sat at about 25% on level 5 for 500 to 1000 steps, its fifth letter at chance (1
-in 4; the letter it writes there copies other places of the word); in seed 1 it reached 46% at step 1800 and
-then collapsed (3% at the end, level 1 at 68%). Curriculum arm alone, seeds 0 and 2, 1500 steps: rotary
-positions learn almost nothing (0% and 2%, level 2 at 36%: reversing reads places, not distances), a prefix
-before the word (``reverse dbdad`` or ``>dbdad``, so its first letter is not the sequence's first token) 1-6%,
-3 layers 14% and 10% (levels 1-3 mastered). Single-seed runs:
-without the KL term the curriculum arm's third letter collapsed to a copy of the second while it trained level 2
-and had not recovered 600 steps later; with a 10-letter alphabet (D = 5, 600 steps) the curriculum mastered levels
-1-3 and uniform 1-2, neither level 5.
-The earlier version of the family (the answer exactly d letters, the level in the prompt) measured 100 / 0, 0 / 0,
-0 / 0 (10 letters, 600 steps x 32 tasks, no KL): the solver came to write too few letters for the levels it was
-not trained on.
+Per level, uniform mastered levels 1-2 (seed 0) or 1-4 (seeds 1, 2, level 5 at 16%); the curriculum mastered all
+five in seeds 1 and 2 (level 5 at 100% from step 700 and 900) and 1-3 in seed 0, where it wrote the fourth letter
+at chance from step 200 to the end, its second and third letters stuck near 0.9 (teacher-forced) instead of
+sharpening. Two more seeds (``--seeds 3 4``, 5.4 minutes): 17.0 / 11.0 (-6.0; the curriculum at 96% on levels 2
+and 3 and 30% on level 4, uniform at 78% on level 4) and 2.0 / 25.5 (+23.5; the curriculum at levels 1-4); over
+the five seeds the mean gap is +36.5 points, and the curriculum is behind in one of them.
+
+What made the difference: the frontier used to rank levels by R-Zero's min(p, 1 - p) of their solve rate. That
+prefers a level solved at p = 0.75 (its last letter learned, the earlier ones sampled at temperature 1) over the
+next one at p = 0.2 (one letter at chance): the solver kept training the level it had learned while the next letter
+stayed at chance, and most tasks had the letter being learned unchecked, their samples adding noise to it. Measured
+with that ranking (same defaults, an earlier version of the code, one run at a time, 11.3 minutes): 8.0 / 4.0,
+1.5 / 25.0, 8.0 / 18.5 (mean gap +10.0; with today's code that ranking's curriculum arm ended at 25% and 7% in
+seeds 0 and 2); the curriculum mastered levels 1-4 and then wrote the fifth letter at chance for 500-1000 steps, also with
+2000 steps, 6 levels, a 6-letter word checked up to level 5 (so the stuck letter is not the word's first), rotary
+positions, a prefix before the word or a third layer. Started from such a stalled solver (4 letters, step 500 of
+seed 2), 50 steps on level-5 tasks alone took the fifth letter from 25% to 95%: the stall was the choice of level,
+not the model. Absolute Zero's 1 - p ranks the level at p = 0.2 first. Other settings with the new ranking, seed 0,
+1000 steps: frontier temperature 0.1: 9%; lr 1e-3: 7%; a slower moving average of the level scores (0.1 per task
+instead of 0.5): 41% (seed 1: 64%, against 100% with 0.5).
+
+The KL term matters: without it (seed 2, old ranking) the letter after the one being trained hardened into a copy of
+a wrong place (no attempts disagree, so GRPO cannot fix it). The earlier version of the family (the answer exactly
+d letters, the level in the prompt) measured 100 / 0, 0 / 0, 0 / 0 (10 letters, 600 steps x 32 tasks, no KL): the
+solver came to write too few letters for the levels it was not trained on. With 4 letters and D = 5 there are only
+1,024 words, so the held-out tasks are new draws of the hardest level, not unseen words.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def accuracy(policy, family, tasks, max_new_tokens: int) -> float:
 
 
 def family_params(args) -> dict:
-    return {"max_difficulty": args.max_difficulty} | ({"letters": args.letters, "length": args.length} if args.family == "mirror" else {})
+    return {"max_difficulty": args.max_difficulty} | ({"letters": args.letters} if args.family == "mirror" else {})
 
 
 def config(arm: str, seed: int, args):
@@ -126,7 +130,6 @@ def main() -> None:
     p.add_argument("--attempts", type=int, default=8)
     p.add_argument("--max-difficulty", type=int, default=5)
     p.add_argument("--letters", type=int, default=4, help="mirror: the alphabet's size")
-    p.add_argument("--length", type=int, help="mirror: the words' length (default: the top level)")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--replay-prob", type=float, default=0.0)
     p.add_argument("--proposer", default="frontier", choices=["frontier", "generator"], help="the curriculum arm's new tasks")

@@ -409,16 +409,13 @@ class Mirror:
     name = "mirror"
     LETTERS = "abcdefghij"
 
-    def __init__(self, max_difficulty: int = 6, letters: int = 4, length: int | None = None):
+    def __init__(self, max_difficulty: int = 6, letters: int = 4):
         if not 2 <= letters <= len(self.LETTERS):
             raise ValueError(f"letters must be in 2..{len(self.LETTERS)}, got {letters}")
-        self.length = length or max_difficulty
-        if self.length < max_difficulty:
-            raise ValueError(f"length must be at least max_difficulty = {max_difficulty}, got {self.length}")
         self.max_difficulty, self.alphabet = max_difficulty, self.LETTERS[:letters]
 
     def generate(self, difficulty: int, rng: np.random.Generator) -> Task:
-        word = "".join(self.alphabet[i] for i in rng.integers(len(self.alphabet), size=self.length))
+        word = "".join(self.alphabet[i] for i in rng.integers(len(self.alphabet), size=self.max_difficulty))
         task = self.parse(f"{word} {difficulty}")
         assert isinstance(task, Task), task
         return task
@@ -429,8 +426,8 @@ class Mirror:
             return Invalid(f"expected a word of letters {self.alphabet[0]}..{self.alphabet[-1]} and a level, e.g. "
                            f"{self.alphabet[:3]} 2")
         word, level = m.group(1), int(m.group(2))
-        if len(word) != self.length:
-            return Invalid(f"the word has {len(word)} letters, need {self.length}")
+        if len(word) != self.max_difficulty:
+            return Invalid(f"the word has {len(word)} letters, need {self.max_difficulty}")
         if not 1 <= level <= self.max_difficulty:
             return Invalid(f"level {level}, need 1..{self.max_difficulty}")
         return Task(self.name, word, word[::-1][:level], level, {"word": word, "level": level})
@@ -447,7 +444,7 @@ class Mirror:
     def format_example(self, task: Task, rng: np.random.Generator) -> str:
         """A warm-start response: the first letter right, then random letters up to the word's length. It teaches
         the format (a whole word) and the first step, not the later ones."""
-        rest = rng.integers(len(self.alphabet), size=self.length - 1)
+        rest = rng.integers(len(self.alphabet), size=self.max_difficulty - 1)
         return task.answer[0] + "".join(self.alphabet[i] for i in rest)
 
     def propose_prompt(self, difficulty: int) -> str:

@@ -235,30 +235,29 @@ def test_trl_grpo_trainer_takes_the_export_and_steps(tmp_path, tiny_hf_model):
 
 # ---------------------------------------------------------------------------- a curriculum teaches the hardest level sooner
 def test_frontier_curriculum_learns_the_hardest_level_sooner_than_uniform_levels(tmp_path):
-    """A small, seeded version of benchmarks/curriculum_learning.py (mirror, levels 1..4, about 30 s on 2 cores): the
-    same warm-started solver, the same number of solver samples; the frontier proposer gives the solver more tasks
-    whose attempts disagree (0 < p < 1, a non-zero GRPO advantage) than uniform levels, and is ahead on held-out tasks
-    of the hardest level after 200 steps (measured with seed 0: 83% against 2%, and 69% against 37% of tasks with a
-    signal; both arms reach 100% by step 300). One seed, not a law: at step 200 of this small setting, with seed 1
-    uniform levels were ahead (46% against 19%), with seed 2 neither arm had learned level 4 (1% each); the
-    benchmark's three seeds are the measurement."""
-    family = load_family("mirror", max_difficulty=4)
+    """benchmarks/curriculum_learning.py's setting (mirror, levels 1..5, seed 2) cut to 400 steps, about 2 minutes
+    on 2 cores: the same warm-started solver, the same number of solver samples; the frontier proposer gives the
+    solver more tasks whose attempts disagree (0 < p < 1, a non-zero GRPO advantage) than uniform levels, and is ahead
+    on held-out tasks of the hardest level (the benchmark measured 35% against 14% at step 400 of this seed, and
+    100% against 21.5% at step 1000). One seed, not a law: the benchmark's seeds are the measurement (seed 3 ended
+    6 points behind)."""
+    family = load_family("mirror", max_difficulty=5)
     rng = np.random.default_rng(987_654_321)
-    hard = [family.generate(4, rng) for _ in range(100)]
+    hard = [family.generate(5, rng) for _ in range(200)]
     informative, samples, accuracy = {}, {}, {}
     for arm in ("generator", "frontier"):
         cfg = CurriculumConfig(
-            family="mirror", family_params={"max_difficulty": 4}, steps=200, tasks_per_step=16, seed=0, final_eval=False,
+            family="mirror", family_params={"max_difficulty": 5}, steps=400, tasks_per_step=16, seed=2, final_eval=False,
             buffer=BufferConfig(replay_prob=0.0), proposer=ProposerConfig(kind=arm),
-            solver=SolverConfig(policy=PolicySpec(gpt={"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 32}), attempts=8,
-                                lr=2e-3, temperature=1.0, kl_coef=0.05, max_new_tokens=6,
-                                warm_start=WarmStart(steps=600, batch_size=32, lr=3e-3, difficulties=[1, 2, 3, 4])),
+            solver=SolverConfig(policy=PolicySpec(gpt={"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 160}, seed=2),
+                                attempts=8, lr=2e-3, temperature=1.0, kl_coef=0.05, max_new_tokens=8,
+                                warm_start=WarmStart(steps=800, batch_size=32, lr=2e-3, difficulties=[1, 2, 3, 4, 5])),
             tracking=Tracking(enabled=False))
         result = run(cfg, tmp_path / arm, progress=False)
         informative[arm] = np.mean([h["solve/informative"] for h in result["history"]])
         samples[arm] = result["summary"]["solver_samples"]
-        outs = result["solver"].generate([t.prompt for t in hard], max_new_tokens=6, temperature=0.0, seed=0)
+        outs = result["solver"].generate([t.prompt for t in hard], max_new_tokens=8, temperature=0.0, seed=0)
         accuracy[arm] = np.mean([family.check(t, o.text) for t, o in zip(hard, outs)])
     assert samples["generator"] == samples["frontier"]
     assert informative["frontier"] > informative["generator"] + 0.1, informative
-    assert accuracy["frontier"] > accuracy["generator"] + 0.2, accuracy
+    assert accuracy["frontier"] > accuracy["generator"] + 0.1, accuracy
