@@ -47,7 +47,8 @@ positions, a prefix before the word or a third layer. Started from such a stalle
 seed 2), 50 steps on level-5 tasks alone took the fifth letter from 25% to 95%: the stall was the choice of level,
 not the model. Absolute Zero's 1 - p ranks the level at p = 0.2 first. Other settings with the new ranking, seed 0,
 1000 steps: frontier temperature 0.1: 9%; lr 1e-3: 7%; a slower moving average of the level scores (0.1 per task
-instead of 0.5): 41% (seed 1: 64%, against 100% with 0.5).
+instead of 0.5): 41% (seed 1: 64%, against 100% with 0.5). Seeds 0 and 3, curriculum arm, KL 0.025: 2% and 2%
+(levels 1-2); KL 0.08: 6% and 22% (against 9.5% and 11% with 0.05).
 
 The KL term matters: without it (seed 2, old ranking) the letter after the one being trained hardened into a copy of
 a wrong place (no attempts disagree, so GRPO cannot fix it). The earlier version of the family (the answer exactly
