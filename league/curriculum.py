@@ -8,7 +8,8 @@ Reads top to bottom like the loop it runs (after Absolute Zero, R-Zero, Prioriti
         propose:  the other slots get new tasks: the proposer (an LLM policy) writes ``group_size`` texts per
                   target difficulty, the family's validator parses them and computes the answers (programs run in
                   the sandbox); or the family draws them, at random levels (``proposer.kind: generator``) or at the
-                  levels whose recent solve rate p is nearest 1/2 (``frontier``, the lowest unsolved level on ties)
+                  levels whose recent tasks earned the most proposer reward (``frontier``, the lowest unsolved level
+                  on ties)
         solve:    the solver (an LLM policy) attempts every task ``attempts`` times: solve rate p
         solver:   GRPO over each task's attempts (advantage = reward minus the task's mean): MAGRPO with one
                   agent, through ``marl.magrpo.update``
