@@ -33,7 +33,10 @@ five in seeds 1 and 2 (level 5 at 100% from step 700 and 900) and 1-3 in seed 0,
 at chance from step 200 to the end, its second and third letters stuck near 0.9 (teacher-forced) instead of
 sharpening. Two more seeds (``--seeds 3 4``, 5.4 minutes): 17.0 / 11.0 (-6.0; the curriculum at 96% on levels 2
 and 3 and 30% on level 4, uniform at 78% on level 4) and 2.0 / 25.5 (+23.5; the curriculum at levels 1-4); over
-the five seeds the mean gap is +36.5 points, and the curriculum is behind in one of them.
+the five seeds the mean gap is +36.5 points, and the curriculum is behind in one of them. Float rounding differs
+between CPU kernels and changes every run: with AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2
+ONEDNN_MAX_CPU_ISA=AVX2``, as the tests pin them; the table above used this machine's AVX-512) seeds 0-2 gave
+2.5 / 2.0, 2.5 / 100.0, 23.5 / 100.0: mean gap +57.8 (min -0.5), 8.6 minutes.
 
 What made the difference: the frontier used to rank levels by R-Zero's min(p, 1 - p) of their solve rate. That
 prefers a level solved at p = 0.75 (its last letter learned, the earlier ones sampled at temperature 1) over the

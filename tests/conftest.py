@@ -1,7 +1,13 @@
 import os
 
-import pytest
-import torch
+# The learning tests assert seeded outcomes of hundreds of updates, and float rounding that differs between CPU
+# kernels (AVX2, AVX-512, AMX) sends them down different paths: pin torch's, MKL's and oneDNN's x86 kernels to
+# AVX2 (before torch loads) so that a seed means the same run on every x86 machine. Elsewhere these are ignored.
+for _var, _isa in (("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_CBWR", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX2")):
+    os.environ.setdefault(_var, _isa)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token file in the home folder during tests
 # One torch thread: on a shared 2-core machine two threads fighting for one core run 5-10x slower.
