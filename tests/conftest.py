@@ -2,7 +2,8 @@ import os
 
 # The learning tests assert seeded outcomes of hundreds of updates, and float rounding that differs between CPU
 # kernels (AVX2, AVX-512, AMX) sends them down different paths: pin torch's, MKL's and oneDNN's x86 kernels to
-# AVX2 (before torch loads) so that a seed means the same run on every x86 machine. Elsewhere these are ignored.
+# AVX2 (before torch loads), the kernels they were calibrated with, whatever x86 machine runs them. Elsewhere
+# these are ignored.
 for _var, _isa in (("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_CBWR", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "AVX2")):
     os.environ.setdefault(_var, _isa)
 
