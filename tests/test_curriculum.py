@@ -259,4 +259,4 @@ def test_frontier_curriculum_learns_the_hardest_level_sooner_than_uniform_levels
         accuracy[arm] = np.mean([family.check(t, o.text) for t, o in zip(hard, outs)])
     assert samples["generator"] == samples["frontier"]
     assert informative["frontier"] > informative["generator"] + 0.1, informative
-    assert accuracy["frontier"] > accuracy["generator"] + 0.1, accuracy
+    assert accuracy["frontier"] > accuracy["generator"] + 0.2, accuracy
