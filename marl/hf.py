@@ -172,7 +172,7 @@ class HFPolicy:
             cache.batch_select_indices(index)
         return cache, last[index], mask[index], positions[index, -1] + 1
 
-    @torch.no_grad()
+    @torch.inference_mode()  # cheaper than no_grad per op: nothing sampled here is ever differentiated
     def generate(self, prompts, *, max_new_tokens=32, temperature=1.0, top_p=1.0, stop=(), seed=None, infos=None):
         """Sample the batch in lock step from one KV cache; rows with the same prompt (a MAGRPO group) share
         its prefill. A row stops after the end-of-sequence token or the token that completes a stop string."""
