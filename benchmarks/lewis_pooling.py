@@ -33,13 +33,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from scipy.special import softmax
 
 from marl.magrpo import group_relative
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def sample(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -55,20 +51,18 @@ def run(objects: int, letters: int, *, seed: int, steps: int, batch: int, group:
     speaker = np.log(rng.dirichlet(np.full(letters, concentration), size=objects) + 1e-6)   # target -> letter
     listener = np.log(rng.dirichlet(np.full(objects, concentration), size=letters) + 1e-6)  # letter -> object
     for _ in range(steps):
-        ps, pl = softmax(speaker), softmax(listener)
+        ps, pl = softmax(speaker, axis=-1), softmax(listener, axis=-1)
         targets = rng.integers(objects, size=batch)
         messages = sample(np.repeat(ps[targets][:, None], group, 1), rng)                   # (batch, group)
         answers = sample(pl[messages], rng)
-        adv = np.stack([group_relative((a == t).astype(float), "std") for a, t in zip(answers, targets)])
+        adv = np.stack([group_relative((a == t).astype(float), "std") for a, t in zip(answers, targets)])[..., None]
+        # d log softmax / d logits = onehot - probs, weighted by the advantage, summed into each sample's row
         grad_s, grad_l = np.zeros_like(speaker), np.zeros_like(listener)
-        for i, t in enumerate(targets):  # d log softmax = onehot - probs, weighted by the advantage
-            np.add.at(grad_s[t], messages[i], adv[i])
-            grad_s[t] -= adv[i].sum() * ps[t]
-            np.add.at(grad_l, (messages[i], answers[i]), adv[i])
-            np.subtract.at(grad_l, messages[i], adv[i][:, None] * pl[messages[i]])
+        np.add.at(grad_s, targets, (adv * (np.eye(letters)[messages] - ps[targets][:, None])).sum(1))
+        np.add.at(grad_l, messages, adv * (np.eye(objects)[answers] - pl[messages]))
         speaker += lr_speaker * grad_s / (batch * group)
         listener += lr_listener * grad_l / (batch * group)
-    ps, pl = softmax(speaker), softmax(listener)
+    ps, pl = softmax(speaker, axis=-1), softmax(listener, axis=-1)
     return float(np.mean([ps[t] @ pl[:, t] for t in range(objects)]))
 
 
