@@ -316,7 +316,7 @@ def arena_attempts(policy: Policy, task: Task, n: int, *, max_new_tokens: int, t
                        temperature=temperature, sample_seed=seed)
     success = [float(np.mean(list(r.returns().values())) > 0) for r in rollouts]
     cfg = TrainConfig(arena=task.spec["arena"], advantage="mean")
-    return success, [(t, a) for t, a in samples(rollouts, agents, cfg, {}) if t.completion_ids]
+    return success, [(t, a) for t, a in samples(rollouts, agents, cfg, {}, make_env) if t.completion_ids]
 
 
 def arena_solve_rate(policy: Policy, task: Task, n: int = 8, seed: int = 0, max_new_tokens: int = 24) -> float:

@@ -9,7 +9,13 @@ the *other* rollouts (``rloo``) is its advantage; centralised training gives tha
 agent of the rollout, applied to the tokens of each of its completions. With ``credit: tree`` every move is
 sampled ``group_size`` times from the same state instead (as in the MAGRPO authors' per-turn training):
 a node's value is its joint reward plus gamma times the mean of its children's values, and each child's
-advantage is taken within its siblings. Baselines in the same family:
+advantage is taken within its siblings. With ``credit: cross-mean`` or ``cross-max`` (games of one simultaneous
+round) every pairing of the group's moves is replayed, as in the MAGRPO authors' cross joint mode: each move's
+credit is the mean, or the best, joint return of the ``group_size ** (agents - 1)`` episodes it plays in, and
+advantages are taken among each agent's own moves. The best is the optimistic credit of lenient learners (Panait
+et al. 2006): a move is not blamed for a partner's exploration, the reason independent learners of the climbing
+game settle below its optimum. Only a centralised trainer can replay moves against each other. Baselines in the
+same family:
 - ``igrpo``: independent GRPO, each agent's advantage from its own return within its own group;
 - ``spiral``: role-conditioned advantage estimation (SPIRAL) for zero-sum self-play with a shared
   policy: each role's return minus a moving-average baseline of that role's returns in this game.
@@ -29,7 +35,9 @@ through the shared weights. Both terms scale alike, so each state's balance of g
 from __future__ import annotations
 
 import functools
+import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validato
 import arenas
 from arenas.channels import ChannelConfig
 from marl.policy import Policy, PolicyMapping, load_policy
-from marl.rollout import Rollout, Turn, collect, transcript_jsonl
+from marl.rollout import Rollout, Turn, collect, replay, transcript_jsonl
 from marl.workers import LocalExecutor, RayExecutor
 
 
@@ -56,7 +64,8 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(4, ge=1)  # start states per step
     group_size: int = Field(8, ge=2)  # joint rollouts per start state
     advantage: Literal["mean", "std", "rloo"] = "std"
-    credit: Literal["trajectory", "tree"] = "trajectory"  # tree: per-turn groups (group_size ** moves episodes)
+    credit: Literal["trajectory", "tree", "cross-mean", "cross-max"] = "trajectory"  # tree: per-turn groups (group_size ** moves
+    # episodes); cross-*: every pairing of the group's moves replayed (group_size ** agents episodes, one simultaneous round)
     loss_agg: Literal["token", "sequence"] = "sequence"
     joint: Literal["mean", "sum"] = "mean"  # how agents' returns make the joint return
     gamma: float = Field(1.0, ge=0, le=1)
@@ -85,9 +94,9 @@ class TrainConfig(BaseModel):
     ray_address: str | None = None  # an existing Ray cluster; default: start one on this machine
 
     @model_validator(mode="after")
-    def _tree_is_centralised(self) -> TrainConfig:
-        if self.credit == "tree" and self.algorithm != "magrpo":
-            raise ValueError(f"credit: tree is defined for algorithm magrpo only, got {self.algorithm}")
+    def _credit_is_centralised(self) -> TrainConfig:
+        if self.credit != "trajectory" and self.algorithm != "magrpo":
+            raise ValueError(f"credit: {self.credit} is defined for algorithm magrpo only, got {self.algorithm}")
         return self
 
 
@@ -150,10 +159,39 @@ def tree_advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig
     return out
 
 
-def samples(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baselines: dict[str, float]) -> list[tuple[Turn, float]]:
+def cross_advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig,
+                     make_env: Callable[[], Any]) -> list[tuple[Turn, float]]:
+    """Each agent's moves of a group credited over every pairing with the others' moves of that group (see top)."""
+    out = []
+    for g in sorted({r.group for r in rollouts}):
+        group = [r for r in rollouts if r.group == g]
+        moves = {a: [t for r in group for t in r.turns if t.agent == a] for a in agents}
+        if any(len(m) != len(group) for m in moves.values()):
+            raise ValueError(f"credit: {cfg.credit} needs every agent to move exactly once per episode; "
+                             f"{cfg.arena} gave {', '.join(f'{a}: {len(m)}' for a, m in moves.items())} moves in {len(group)} episodes")
+        joint = np.empty([len(group)] * len(agents))
+        seen: dict[tuple[str, ...], float] = {}  # identical answers replay once
+        for idx in itertools.product(range(len(group)), repeat=len(agents)):
+            pairing = {a: moves[a][k] for a, k in zip(agents, idx)}
+            key = tuple(m.text for m in pairing.values())
+            if key not in seen:
+                returns = replay(make_env, group[0].seed, pairing, cfg.gamma)
+                seen[key] = float(np.mean([returns[a] for a in agents]) if cfg.joint == "mean" else sum(returns[a] for a in agents))
+            joint[idx] = seen[key]
+        for j, a in enumerate(agents):
+            others = tuple(k for k in range(len(agents)) if k != j)
+            credit = joint.max(axis=others) if cfg.credit == "cross-max" else joint.mean(axis=others)
+            out += [(t, float(adv)) for t, adv in zip(moves[a], group_relative(credit, cfg.advantage))]
+    return out
+
+
+def samples(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baselines: dict[str, float],
+            make_env: Callable[[], Any]) -> list[tuple[Turn, float]]:
     """Every completion to learn from, with its advantage."""
     if cfg.credit == "tree":
         return tree_advantages(rollouts, agents, cfg)
+    if cfg.credit.startswith("cross"):
+        return cross_advantages(rollouts, agents, cfg, make_env)
     advs = advantages(rollouts, agents, cfg, baselines)
     return [(t, adv[t.agent]) for r, adv in zip(rollouts, advs) for t in r.turns]
 
@@ -250,7 +288,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                                     keep_transcripts=step % cfg.transcripts_every == 0, tree=cfg.credit == "tree")
             t_roll = time.perf_counter() - t0
             # ---- advantage
-            learn = samples(rollouts, agents, cfg, baselines)
+            learn = samples(rollouts, agents, cfg, baselines, make_env)
             # ---- loss and update, per learning policy
             stats: dict[str, float] = {}
             for key, policy in learners.items():

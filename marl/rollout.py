@@ -123,6 +123,32 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
     return sorted(rollouts, key=lambda r: r.group)
 
 
+def replay(make_env: Callable[[], Any], seed: int, moves: dict[str, Turn], gamma: float = 1.0) -> dict[str, float]:
+    """The returns of a new episode from ``seed`` in which each agent plays the one move given (``credit: cross``).
+
+    Pairing moves of different rollouts is only meaningful when no move depends on another's: an agent asked to
+    move twice, or shown a prompt other than the one its move answered, is an error."""
+    env = make_env()
+    env.reset(seed=seed)
+    returns = dict.fromkeys(env.possible_agents, 0.0)
+    played: set[str] = set()
+    for agent in env.agent_iter():
+        obs, _, term, trunc, info = env.last()
+        if term or trunc:
+            env.step(None)
+            continue
+        move = moves.get(agent)
+        if move is None or agent in played or obs["text"] != move.prompt:
+            raise ValueError(f"cross credit pairs the moves of different rollouts, so each agent must move once, from a prompt "
+                             f"the others' moves do not change (one simultaneous round); {agent} "
+                             + ("moves again" if agent in played else "sees another prompt" if move else "has no move to replay"))
+        record = take_step(env, agent, obs["text"], info, move.text, step=len(played))
+        for a, r in record.rewards.items():
+            returns[a] += r * gamma ** len(played)
+        played.add(agent)
+    return returns
+
+
 def transcript_jsonl(rollouts: list[Rollout]) -> str:
     """The kept transcripts as JSONL lines of `agora play`'s format, episodes numbered in order."""
     return "".join(json.dumps(asdict(s) | {"episode": e}) + "\n" for e, r in enumerate(rollouts) for s in r.transcript)

@@ -195,6 +195,37 @@ def test_tree_credit_values_a_node_by_its_reward_plus_the_mean_of_its_children()
         TrainConfig(arena="signalling_v0", credit="tree", algorithm="igrpo")
 
 
+def test_cross_credit_replays_every_pairing_and_credits_the_mean_or_the_best_of_them():
+    import arenas
+    from marl.magrpo import cross_advantages
+    from marl.policy import ScriptedPolicy
+    from marl.rollout import collect
+
+    table = np.array([[11, -30, 0], [-30, 7, 6], [0, 0, 5]]) / 30  # the climbing game, normalised
+    make = lambda: arenas.make("climbing_v0")  # noqa: E731
+    policies = {a: ScriptedPolicy("climbing_v0", "random") for a in ("agent_0", "agent_1")}
+    ros = collect(make, policies, [3, 4], 6, max_new_tokens=8)
+    for credit, reduce in (("cross-mean", np.mean), ("cross-max", np.max)):
+        cfg = TrainConfig(arena="climbing_v0", advantage="mean", credit=credit)
+        got = cross_advantages(ros, ["agent_0", "agent_1"], cfg, make)
+        assert len(got) == 2 * 2 * 6  # every move of both agents in both groups
+        for g in (0, 1):
+            moves = {a: ["abc".index(t.text.strip()[-1]) for r in ros if r.group == g for t in r.turns if t.agent == a]
+                     for a in ("agent_0", "agent_1")}
+            joint = table[np.ix_(moves["agent_0"], moves["agent_1"])]  # every pairing of the group's moves
+            want = {"agent_0": reduce(joint, axis=1), "agent_1": reduce(joint, axis=0)}
+            for a in want:
+                mine = [adv for t, adv in got if t.agent == a and any(t is u for r in ros if r.group == g for u in r.turns)]
+                np.testing.assert_allclose(mine, want[a] - want[a].mean(), atol=1e-12)
+    with pytest.raises(ValueError, match="credit: cross-max is defined for algorithm magrpo only"):
+        TrainConfig(arena="climbing_v0", credit="cross-max", algorithm="igrpo")
+    speaker_first = lambda: arenas.make("signalling_v0", num_objects=3)  # noqa: E731
+    ros = collect(speaker_first, {a: ScriptedPolicy("signalling_v0", "random") for a in ("speaker", "listener")}, [5], 3,
+                  max_new_tokens=8)
+    with pytest.raises(ValueError, match="listener sees another prompt"):  # the listener reads the speaker's message
+        cross_advantages(ros, ["speaker", "listener"], TrainConfig(arena="signalling_v0", credit="cross-mean"), speaker_first)
+
+
 def test_frozen_policies_play_but_do_not_learn(tmp_path):
     from marl.policy import load_policy
 
