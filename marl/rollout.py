@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from arenas.play import Step, take_step
+from arenas.play import Step, play_episode, take_step
 from marl.policy import Policy
 
 
@@ -128,25 +128,22 @@ def replay(make_env: Callable[[], Any], seed: int, moves: dict[str, Turn], gamma
 
     Pairing moves of different rollouts is only meaningful when no move depends on another's: an agent asked to
     move twice, or shown a prompt other than the one its move answered, is an error."""
-    env = make_env()
-    env.reset(seed=seed)
-    returns = dict.fromkeys(env.possible_agents, 0.0)
     played: set[str] = set()
-    for agent in env.agent_iter():
-        obs, _, term, trunc, info = env.last()
-        if term or trunc:
-            env.step(None)
-            continue
-        move = moves.get(agent)
-        if move is None or agent in played or obs["text"] != move.prompt:
-            raise ValueError(f"cross credit pairs the moves of different rollouts, so each agent must move once, from a prompt "
-                             f"the others' moves do not change (one simultaneous round); {agent} "
-                             + ("moves again" if agent in played else "sees another prompt" if move else "has no move to replay"))
-        record = take_step(env, agent, obs["text"], info, move.text, step=len(played))
-        for a, r in record.rewards.items():
-            returns[a] += r * gamma ** len(played)
-        played.add(agent)
-    return returns
+
+    def answer(agent: str) -> Callable[[str, dict, Any], str]:
+        def policy(text: str, info: dict, rng: Any) -> str:
+            move = moves.get(agent)
+            if move is None or agent in played or text != move.prompt:
+                raise ValueError(f"cross credit pairs the moves of different rollouts, so each agent must move once, from a "
+                                 f"prompt the others' moves do not change (one simultaneous round); {agent} "
+                                 + ("moves again" if agent in played else "sees another prompt" if move else "has no move to replay"))
+            played.add(agent)
+            return move.text
+        return policy
+
+    env = make_env()
+    episode = play_episode(env, {a: answer(a) for a in env.possible_agents}, seed=seed)
+    return {a: sum(s.rewards.get(a, 0.0) * gamma**tick for tick, s in enumerate(episode.steps)) for a in env.possible_agents}
 
 
 def transcript_jsonl(rollouts: list[Rollout]) -> str:
