@@ -109,6 +109,12 @@ def group_relative(returns: np.ndarray, mode: str) -> np.ndarray:
     return centred / (returns.std() + 1e-6) if mode == "std" else centred
 
 
+def joint_return(returns: Any, cfg: TrainConfig) -> np.ndarray:
+    """The agents' returns (last axis) made one joint return: their mean or sum (``cfg.joint``)."""
+    returns = np.asarray(returns, dtype=float)
+    return returns.mean(-1) if cfg.joint == "mean" else returns.sum(-1)
+
+
 def advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baselines: dict[str, float]) -> list[dict[str, float]]:
     """One advantage per rollout and agent (identical across agents for MAGRPO)."""
     returns = np.array([[r.returns(cfg.gamma)[a] for a in agents] for r in rollouts])  # (N, agents)
@@ -117,8 +123,7 @@ def advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, bas
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
         if cfg.algorithm == "magrpo":
-            joint = returns[idx].mean(1) if cfg.joint == "mean" else returns[idx].sum(1)
-            out[idx] = group_relative(joint, cfg.advantage)[:, None]
+            out[idx] = group_relative(joint_return(returns[idx], cfg), cfg.advantage)[:, None]
         elif cfg.algorithm == "igrpo":
             for j in range(len(agents)):
                 out[idx, j] = group_relative(returns[idx, j], cfg.advantage)
@@ -142,7 +147,7 @@ def tree_advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig
         for t in r.turns:
             node = (r.group, *t.path)
             rewards = at_tick.get(t.tick, [0.0] * len(agents))
-            step_reward[node] = float(np.mean(rewards) if cfg.joint == "mean" else np.sum(rewards))
+            step_reward[node] = float(joint_return(rewards, cfg))
             turn[node] = t
             children.setdefault(node[:-1], set()).add(node)
 
@@ -176,7 +181,7 @@ def cross_advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfi
             key = tuple(m.text for m in pairing.values())
             if key not in seen:
                 returns = replay(make_env, group[0].seed, pairing, cfg.gamma)
-                seen[key] = float(np.mean([returns[a] for a in agents]) if cfg.joint == "mean" else sum(returns[a] for a in agents))
+                seen[key] = float(joint_return([returns[a] for a in agents], cfg))
             joint[idx] = seen[key]
         for j, a in enumerate(agents):
             others = tuple(k for k in range(len(agents)) if k != j)
@@ -324,7 +329,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
 def step_metrics(rollouts: list[Rollout], adv: np.ndarray, agents: list[str], cfg: TrainConfig) -> dict[str, float]:
     returns = np.array([[r.returns(cfg.gamma)[a] for a in agents] for r in rollouts])
-    joint = returns.mean(1) if cfg.joint == "mean" else returns.sum(1)
+    joint = joint_return(returns, cfg)
     turns = [t for r in rollouts for t in r.turns if not t.talk]
     m = {"reward/joint_mean": float(joint.mean()), "reward/joint_std": float(joint.std()),
          "success_rate": float((returns.mean(1) > 0).mean()),
