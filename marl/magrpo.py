@@ -25,6 +25,10 @@ or sequence-mean), ``ratio = exp(logp_new - logp_sampled)``. On the first epoch 
 changed, so the sampling log-probabilities serve as the old ones without a second forward pass; more
 epochs over the same batch use the clipped ratio. Optional KL to a frozen reference (k3 estimator): the
 policy as it started, or a saved policy (``reference``), a fixed magnet as in magnetic mirror descent.
+Optional entropy bonus (``entropy_coef``, as PPO's): estimated on the sampled tokens, whose ``log p * grad log p``
+is in expectation minus the gradient of the entropy of their distributions. It keeps answers that no one is
+rewarded for yet in play: without it a listener whose speaker pools several objects on one letter stops
+naming the others for every letter, and the pair can never leave that pooling.
 
 ``max_reach_weight`` > 1 weighs each move's whole loss by the inverse of its agent's own reach (the
 probability of its own earlier moves in the episode), capped: a state the agent's own play seldom enters
@@ -72,6 +76,7 @@ class TrainConfig(BaseModel):
     epochs: int = Field(1, ge=1)
     clip: float = Field(0.2, gt=0)
     kl_coef: float = Field(0.0, ge=0)
+    entropy_coef: float = Field(0.0, ge=0)  # > 0: a bonus for the entropy of each sampled token's distribution (see top)
     max_reach_weight: float = Field(1.0, ge=1)  # > 1: each move's loss times 1 / its agent's own reach, capped here
     reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
@@ -220,6 +225,8 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
             k3 = torch.exp(delta) - delta - 1
             per_token = per_token + cfg.kl_coef * k3
             kl_sum += float(k3.detach().mean())
+        if cfg.entropy_coef > 0:  # E[log p * grad log p] = -grad H: minimising this term raises the entropy
+            per_token = per_token + cfg.entropy_coef * lp.detach() * lp
         weight = float(np.exp(min(-t.reach_logprob, np.log(cfg.max_reach_weight))))  # min(cap, 1 / reach), no overflow
         total = total + weight * (per_token.sum() if cfg.loss_agg == "token" else per_token.mean())
         nll_sum += float(-lp.detach().mean())

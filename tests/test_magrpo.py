@@ -273,6 +273,34 @@ def test_kl_to_the_reference_is_zero_for_the_same_model_and_grows_as_it_moves():
     assert same["kl"] == pytest.approx(0.0, abs=1e-6) and moved["kl"] > 1e-4
 
 
+def test_entropy_bonus_raises_the_entropy_of_the_answers_distribution():
+    """With no advantage signal the entropy term alone moves the policy: towards flatter next-token odds."""
+    from marl.policy import TinyPolicy
+
+    def entropy(p, prompt_ids):
+        with torch.no_grad():
+            logp = torch.log_softmax(p.model(torch.tensor([prompt_ids]))[0, -1], -1)
+        return float(-(logp.exp() * logp).sum())
+
+    p = TinyPolicy.create(seed=0, **SMALL)
+    with torch.no_grad():  # peaked odds to start from, as after a warm start
+        p.model.lm_head.weight.mul_(20)
+    prompt = p.encode_prompt("prompt one")
+    start = entropy(p, prompt)
+    opt = torch.optim.SGD(p.model.parameters(), lr=0.05)
+    for cfg in (TrainConfig(arena="climbing_v0"), TrainConfig(arena="climbing_v0", entropy_coef=1.0)):
+        for step in range(20):
+            outs = p.generate(["prompt one"] * 8, max_new_tokens=1, seed=step)
+            turns = [Turn("x", 0, "p", o.prompt_ids, o.completion_ids, o.logprobs, o.text, True, False) for o in outs]
+            opt.zero_grad()
+            loss, _ = policy_loss(p, turns, [0.0] * 8, cfg, None, 8)
+            loss.backward()
+            opt.step()
+        if cfg.entropy_coef == 0:
+            assert entropy(p, prompt) == pytest.approx(start)  # zero advantages, no bonus: nothing to learn
+    assert entropy(p, prompt) > start + 0.5
+
+
 def test_kl_reference_is_the_start_by_default_or_a_fixed_saved_policy(tmp_path):
     """By default the first step's KL is 0 (the learner is its own reference); ``reference`` pins it to
     another saved policy (a fixed magnet), whose distance shows from the first step."""
