@@ -77,7 +77,6 @@ class TrainConfig(BaseModel):
     clip: float = Field(0.2, gt=0)
     kl_coef: float = Field(0.0, ge=0)
     entropy_coef: float = Field(0.0, ge=0)  # > 0: a bonus for the entropy of each sampled token's distribution (see top)
-    entropy_schedule: Literal["constant", "linear"] = "constant"  # linear: entropy_coef decays to 0 at the last step
     max_reach_weight: float = Field(1.0, ge=1)  # > 1: each move's loss times 1 / its agent's own reach, capped here
     reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
@@ -304,12 +303,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             learn = samples(rollouts, agents, cfg, baselines, make_env)
             # ---- loss and update, per learning policy
             stats: dict[str, float] = {}
-            step_cfg = cfg if cfg.entropy_schedule == "constant" else cfg.model_copy(
-                update={"entropy_coef": cfg.entropy_coef * (1 - step / cfg.steps)})
             for key, policy in learners.items():
                 batch = [(t, a) for t, a in learn if policies[t.agent] is policy and t.completion_ids]
                 if batch:
-                    stats |= {f"{k}/{names.get(key, 'policy')}": v for k, v in update(policy, optims[key], batch, step_cfg, refs.get(key)).items()}
+                    stats |= {f"{k}/{names.get(key, 'policy')}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key)).items()}
             # ---- logging
             metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats
             metrics |= {"time/rollout_s": t_roll, "time/step_s": time.perf_counter() - t0,
