@@ -29,6 +29,10 @@ Optional entropy bonus (``entropy_coef``, as PPO's): estimated on the sampled to
 is in expectation minus the gradient of the entropy of their distributions. It keeps answers in play that
 nothing rewards yet: in Lewis's game with 8 objects a listener trained without it named 3 of the 8 objects
 whatever the letter, and with it (0.05) spread its answers to a pooled letter over that letter's objects.
+A fixed bonus can also run away: once the answers spread, the reward's signal fades and the bonus wins (seen on
+Lewis's game as both players drifting to uniform odds after reaching 0.47). ``entropy_max_ratio`` turns the bonus
+off for a step while the policy's entropy, estimated on that step's samples, is above that multiple of its entropy
+on the first step, as the adaptive entropy control of Skywork-OR1 does with its target.
 
 ``max_reach_weight`` > 1 weighs each move's whole loss by the inverse of its agent's own reach (the
 probability of its own earlier moves in the episode), capped: a state the agent's own play seldom enters
@@ -77,6 +81,7 @@ class TrainConfig(BaseModel):
     clip: float = Field(0.2, gt=0)
     kl_coef: float = Field(0.0, ge=0)
     entropy_coef: float = Field(0.0, ge=0)  # > 0: a bonus for the entropy of each sampled token's distribution (see top)
+    entropy_max_ratio: PositiveFloat | None = None  # the bonus only while entropy < this x the first step's (see top)
     max_reach_weight: float = Field(1.0, ge=1)  # > 1: each move's loss times 1 / its agent's own reach, capped here
     reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
@@ -208,8 +213,10 @@ def samples(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baseli
 
 # ---------------------------------------------------------------------------- loss
 def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: TrainConfig, ref: Policy | None,
-                normaliser: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped policy-gradient loss (plus KL) of one micro-batch, already divided by ``normaliser``."""
+                normaliser: float, entropy_coef: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped policy-gradient loss (plus KL and entropy terms) of one micro-batch, already divided by ``normaliser``;
+    ``entropy_coef`` is this step's (``step_entropy_coef``), by default ``cfg.entropy_coef``."""
+    entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
     prompts, completions = [t.prompt_ids for t in turns], [t.completion_ids for t in turns]
     new = policy.score(prompts, completions)
     with torch.no_grad():
@@ -225,8 +232,8 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
             k3 = torch.exp(delta) - delta - 1
             per_token = per_token + cfg.kl_coef * k3
             kl_sum += float(k3.detach().mean())
-        if cfg.entropy_coef > 0:  # E[log p * grad log p] = -grad H: minimising this term raises the entropy
-            per_token = per_token + cfg.entropy_coef * lp.detach() * lp
+        if entropy_coef > 0:  # E[log p * grad log p] = -grad H: minimising this term raises the entropy
+            per_token = per_token + entropy_coef * lp.detach() * lp
         weight = float(np.exp(min(-t.reach_logprob, np.log(cfg.max_reach_weight))))  # min(cap, 1 / reach), no overflow
         total = total + weight * (per_token.sum() if cfg.loss_agg == "token" else per_token.mean())
         nll_sum += float(-lp.detach().mean())
@@ -235,7 +242,7 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
 
 
 def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn, float]], cfg: TrainConfig,
-           ref: Policy | None = None) -> dict[str, float]:
+           ref: Policy | None = None, entropy_coef: float | None = None) -> dict[str, float]:
     """``cfg.epochs`` optimiser steps of one policy on its (turn, advantage) samples, in ``cfg.grad_accum`` micro-batches."""
     norm = sum(len(t.completion_ids) for t, _ in batch) if cfg.loss_agg == "token" else len(batch)
     chunks = np.array_split(np.arange(len(batch)), min(cfg.grad_accum, len(batch)))
@@ -244,7 +251,7 @@ def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn,
         optim.zero_grad(set_to_none=True)
         agg = {"loss": 0.0, "kl": 0.0, "nll": 0.0, "clipped": 0}
         for chunk in chunks:
-            loss, s = policy_loss(policy, [batch[i][0] for i in chunk], [batch[i][1] for i in chunk], cfg, ref, norm)
+            loss, s = policy_loss(policy, [batch[i][0] for i in chunk], [batch[i][1] for i in chunk], cfg, ref, norm, entropy_coef)
             loss.backward()
             agg["loss"] += float(loss.detach())
             for k in ("kl", "nll", "clipped"):
@@ -253,7 +260,20 @@ def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn,
         optim.step()
     tokens = sum(len(t.completion_ids) for t, _ in batch)
     return {"loss": agg["loss"], "kl": agg["kl"] / len(batch), "entropy": agg["nll"] / len(batch),
-            "grad_norm": float(grad_norm), "clip_fraction": agg["clipped"] / max(1, tokens)}
+            "grad_norm": float(grad_norm), "clip_fraction": agg["clipped"] / max(1, tokens),
+            "entropy_coef": cfg.entropy_coef if entropy_coef is None else entropy_coef}
+
+
+def step_entropy_coef(cfg: TrainConfig, batch: list[tuple[Turn, float]], first: list[float]) -> float:
+    """This step's entropy coefficient: ``cfg.entropy_coef``, or 0 while the policy's entropy (mean negative
+    log-probability of its sampled tokens, as logged) is above ``entropy_max_ratio`` times ``first[0]``, its
+    entropy on its first step (recorded in ``first`` on that step)."""
+    if cfg.entropy_max_ratio is None or cfg.entropy_coef == 0:
+        return cfg.entropy_coef
+    h = float(np.mean([-np.mean(t.logprobs) for t, _ in batch]))
+    if not first:
+        first.append(h)
+    return cfg.entropy_coef if h < cfg.entropy_max_ratio * first[0] else 0.0
 
 
 # ---------------------------------------------------------------------------- training
@@ -287,6 +307,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     executor = (RayExecutor(cfg.arena, arena_kwargs, cfg.policies, policies, cfg.num_workers, cfg.ray_address)
                 if cfg.executor == "ray" else LocalExecutor(make_env, policies, cfg.num_workers))
     baselines: dict[str, float] = {}
+    first_entropy: dict[int, list[float]] = {k: [] for k in learners}
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     bar = _progress(progress, cfg.steps)
@@ -306,7 +327,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             for key, policy in learners.items():
                 batch = [(t, a) for t, a in learn if policies[t.agent] is policy and t.completion_ids]
                 if batch:
-                    stats |= {f"{k}/{names.get(key, 'policy')}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key)).items()}
+                    coef = step_entropy_coef(cfg, batch, first_entropy[key])
+                    stats |= {f"{k}/{names.get(key, 'policy')}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
             # ---- logging
             metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats
             metrics |= {"time/rollout_s": t_roll, "time/step_s": time.perf_counter() - t0,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from marl.magrpo import TrainConfig, advantages, group_relative, policy_loss, train
+from marl.magrpo import TrainConfig, advantages, group_relative, policy_loss, step_entropy_coef, train
 from marl.rollout import Rollout, Turn
 
 SMALL = {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 1024}
@@ -273,8 +273,9 @@ def test_kl_to_the_reference_is_zero_for_the_same_model_and_grows_as_it_moves():
     assert same["kl"] == pytest.approx(0.0, abs=1e-6) and moved["kl"] > 1e-4
 
 
-def test_entropy_bonus_raises_the_entropy_of_the_answers_distribution():
-    """With no advantage signal the entropy term alone moves the policy: towards flatter next-token odds."""
+def _entropy_after_zero_advantage_steps(**config) -> tuple[float, float]:
+    """Next-token entropy of a peaked tiny policy before and after 20 steps of zero advantages (only the entropy
+    term can move it), each step's coefficient from ``step_entropy_coef`` as in training."""
     from marl.policy import TinyPolicy
 
     def entropy(p, prompt_ids):
@@ -286,18 +287,30 @@ def test_entropy_bonus_raises_the_entropy_of_the_answers_distribution():
         p.model.lm_head.weight.mul_(20)
     prompt = p.encode_prompt("prompt one")
     start = entropy(p, prompt)
+    cfg, first = TrainConfig(arena="climbing_v0", **config), []
     opt = torch.optim.SGD(p.model.parameters(), lr=0.05)
-    for cfg in (TrainConfig(arena="climbing_v0"), TrainConfig(arena="climbing_v0", entropy_coef=1.0)):
-        for step in range(20):
-            outs = p.generate(["prompt one"] * 8, max_new_tokens=1, seed=step)
-            turns = [Turn("x", 0, "p", o.prompt_ids, o.completion_ids, o.logprobs, o.text, True, False) for o in outs]
-            opt.zero_grad()
-            loss, _ = policy_loss(p, turns, [0.0] * 8, cfg, None, 8)
-            loss.backward()
-            opt.step()
-        if cfg.entropy_coef == 0:
-            assert entropy(p, prompt) == pytest.approx(start)  # zero advantages, no bonus: nothing to learn
-    assert entropy(p, prompt) > start + 0.5
+    for step in range(20):
+        outs = p.generate(["prompt one"] * 64, max_new_tokens=1, seed=step)
+        turns = [Turn("x", 0, "p", o.prompt_ids, o.completion_ids, o.logprobs, o.text, True, False) for o in outs]
+        opt.zero_grad()
+        loss, _ = policy_loss(p, turns, [0.0] * 64, cfg, None, 64, step_entropy_coef(cfg, [(t, 0.0) for t in turns], first))
+        loss.backward()
+        opt.step()
+    return start, entropy(p, prompt)
+
+
+def test_entropy_bonus_raises_the_entropy_of_the_answers_distribution():
+    start, end = _entropy_after_zero_advantage_steps()
+    assert end == pytest.approx(start)  # zero advantages, no bonus: nothing to learn
+    start, end = _entropy_after_zero_advantage_steps(entropy_coef=1.0)
+    assert end > start + 0.5
+
+
+def test_entropy_max_ratio_turns_the_bonus_off_above_a_multiple_of_the_first_steps_entropy():
+    """The bonus that alone raises the entropy ten-fold stops near its cap, and a higher cap stops higher."""
+    start, free = _entropy_after_zero_advantage_steps(entropy_coef=1.0)
+    caps = [_entropy_after_zero_advantage_steps(entropy_coef=1.0, entropy_max_ratio=r)[1] for r in (1.5, 3.0)]
+    assert start < caps[0] < caps[1] < free / 2
 
 
 def test_kl_reference_is_the_start_by_default_or_a_fixed_saved_policy(tmp_path):
