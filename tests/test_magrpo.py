@@ -106,11 +106,18 @@ def test_train_is_reproducible_and_saves_policies(tmp_path):
 
 
 def test_separate_policies_train_separately(tmp_path):
+    """Each policy has its own loss, and its own entropy guard: the bonus is on at a step only while that
+    policy's entropy is below its own first step's."""
     cfg = small_cfg(tmp_path, policies={"policies": {"row": {"gpt": SMALL}, "col": {"gpt": SMALL, "seed": 1}},
-                                         "mapping": {"agent_0": "row", "agent_1": "col"}})
+                                         "mapping": {"agent_0": "row", "agent_1": "col"}},
+                    steps=6, entropy_coef=0.1, entropy_max_ratio=1.0)
     res = train(cfg, progress=False)
     assert res["policies"]["agent_0"] is not res["policies"]["agent_1"]
     assert {"loss/row", "loss/col"} <= set(res["history"][0])
+    for p in ("row", "col"):
+        first, *rest = res["history"]
+        assert first[f"entropy_coef/{p}"] == 0.0
+        assert [h[f"entropy_coef/{p}"] for h in rest] == [0.1 if h[f"entropy/{p}"] < first[f"entropy/{p}"] else 0.0 for h in rest]
 
 
 def test_no_trainable_policy_is_a_clear_error(tmp_path):
