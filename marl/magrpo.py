@@ -243,7 +243,9 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
 
 def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn, float]], cfg: TrainConfig,
            ref: Policy | None = None, entropy_coef: float | None = None) -> dict[str, float]:
-    """``cfg.epochs`` optimiser steps of one policy on its (turn, advantage) samples, in ``cfg.grad_accum`` micro-batches."""
+    """``cfg.epochs`` optimiser steps of one policy on its (turn, advantage) samples, in ``cfg.grad_accum`` micro-batches,
+    with this step's entropy coefficient (by default ``cfg.entropy_coef``)."""
+    entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
     norm = sum(len(t.completion_ids) for t, _ in batch) if cfg.loss_agg == "token" else len(batch)
     chunks = np.array_split(np.arange(len(batch)), min(cfg.grad_accum, len(batch)))
     policy.model.train()
@@ -259,9 +261,11 @@ def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn,
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm)
         optim.step()
     tokens = sum(len(t.completion_ids) for t, _ in batch)
-    return {"loss": agg["loss"], "kl": agg["kl"] / len(batch), "entropy": agg["nll"] / len(batch),
-            "grad_norm": float(grad_norm), "clip_fraction": agg["clipped"] / max(1, tokens),
-            "entropy_coef": cfg.entropy_coef if entropy_coef is None else entropy_coef}
+    stats = {"loss": agg["loss"], "kl": agg["kl"] / len(batch), "entropy": agg["nll"] / len(batch),
+             "grad_norm": float(grad_norm), "clip_fraction": agg["clipped"] / max(1, tokens)}
+    if cfg.entropy_coef > 0:
+        stats["entropy_coef"] = entropy_coef
+    return stats
 
 
 def step_entropy_coef(cfg: TrainConfig, batch: list[tuple[Turn, float]], first: list[float]) -> float:
