@@ -114,8 +114,8 @@ def test_separate_policies_train_separately(tmp_path):
     res = train(cfg, progress=False)
     assert res["policies"]["agent_0"] is not res["policies"]["agent_1"]
     assert {"loss/row", "loss/col"} <= set(res["history"][0])
+    first, *rest = res["history"]
     for p in ("row", "col"):
-        first, *rest = res["history"]
         assert first[f"entropy_coef/{p}"] == 0.0
         assert [h[f"entropy_coef/{p}"] for h in rest] == [0.1 if h[f"entropy/{p}"] < first[f"entropy/{p}"] else 0.0 for h in rest]
 
