@@ -117,12 +117,12 @@ class Block(nn.Module):
 
 
 class KVCache:
-    """Per-layer keys/values in preallocated buffers, updated in place.
+    """Per-layer keys/values. `cache[i]` is layer i's (k, v), each (B, H, len, D).
 
-    Decoding writes one slot per step instead of re-copying the whole cache with torch.cat
-    (on CPU that copy costs as much memory traffic as the weights). Buffers grow by
-    doubling if `capacity` is too small. `cache[i]` is layer i's (k, v), each (B, H, len, D).
-    Inference only: in-place writes would break autograd through a reused cache.
+    Under inference, preallocated buffers updated in place: decoding writes one slot per step instead of
+    re-copying the whole cache with torch.cat (on CPU that copy costs as much memory traffic as the weights);
+    buffers grow by doubling if `capacity` is too small. With grad enabled, updates are out of place, so that a
+    loss differentiates through the cached prompt (``score``: one prompt forward shared by its group).
     """
 
     def __init__(self, n_layer: int, capacity: int = 0):
@@ -136,8 +136,18 @@ class KVCache:
     def __getitem__(self, i):
         return self.k[i][:, :, :self.length], self.v[i][:, :, :self.length]
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (and repeat) batch rows: row b becomes old row ``rows[b]``."""
+        self.k = [k.index_select(0, rows) for k in self.k]
+        self.v = [v.index_select(0, rows) for v in self.v]
+
     def update(self, i, k, v, start):
         end = start + k.shape[2]
+        if torch.is_grad_enabled():
+            old_k, old_v = self.k[i], self.v[i]
+            self.k[i] = k if old_k is None else torch.cat([old_k[:, :, :start], k], 2)
+            self.v[i] = v if old_v is None else torch.cat([old_v[:, :, :start], v], 2)
+            return self.k[i], self.v[i]
         if self.k[i] is None or self.k[i].shape[2] < end:
             B, H, _, D = k.shape
             cap = max(end, self.capacity, 2 * (0 if self.k[i] is None else self.k[i].shape[2]))
@@ -202,11 +212,11 @@ class GPT(nn.Module):
             KVCache(self.config.n_layer) if use_cache else None)
         past_len = 0 if cache is None else cache.length
         S = past_len + T
-        if S > self.config.block_size:
-            raise ValueError(f"sequence length {S} exceeds block_size {self.config.block_size}")
         dev = idx.device
         mask, is_causal = None, False
         if attention_mask is None:
+            if S > self.config.block_size:
+                raise ValueError(f"sequence length {S} exceeds block_size {self.config.block_size}")
             pos = torch.arange(past_len, S, device=dev).unsqueeze(0)
             if past_len == 0:
                 is_causal = T > 1
@@ -219,6 +229,8 @@ class GPT(nn.Module):
             k = torch.arange(S, device=dev)
             # causal AND key-is-real; a query always sees itself: no row is fully masked (NaN)
             mask = (k <= q) & (am[:, None, None, :] | (k == q))
+            if int(pos.max()) >= self.config.block_size:  # padding may widen a batch, not a row's positions
+                raise ValueError(f"a row of {int(pos.max()) + 1} tokens exceeds block_size {self.config.block_size}")
         if self.wpe is None:  # rotary: positions enter through the attention's queries and keys
             rope, x = rotary(pos.expand(B, T), self.config.n_embd // self.config.n_head), self.wte(idx)
         else:
@@ -253,6 +265,13 @@ def _left_pad(seqs: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor
     return idx.to(device), (mask.to(device) if padded else None)
 
 
+def _distinct(seqs: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct sequences, in order of first appearance, and each input's index among them."""
+    index: dict[tuple[int, ...], int] = {}
+    rows = [index.setdefault(tuple(s), len(index)) for s in seqs]
+    return [list(s) for s in index], rows
+
+
 def _sample(logits, logp, temperature, top_p, gen):
     """One token per row by inverse CDF: one uniform per row, not one per vocab entry as
     torch.multinomial draws (several times cheaper for a batch on CPU)."""
@@ -275,7 +294,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
              use_cache: bool = True) -> list[Sample]:
     """Sample up to `max_new_tokens` per prompt, the whole batch in lock step.
 
-    Prompts are left padded, prefilled in one forward, then extended one token per step
+    Distinct prompts (a group's shared one once) are left padded, prefilled in one forward, then every row is
+    extended one token per step
     from the KV cache (`use_cache=False` recomputes everything: same result, slower, for
     checking). A row stops after a token in `stop_token_ids`, which is kept in its
     completion. `temperature == 0` is greedy. The returned logprobs are always under the
@@ -292,11 +312,13 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
     if any(len(p) == 0 for p in prompts):
         raise ValueError("prompts must be non-empty (start them with BOS)")
     dev, was_training = model.device, model.training
-    idx, mask = _left_pad([p[-keep:] for p in prompts], dev)
-    B, L = idx.shape
+    distinct, rows = _distinct([p[-keep:] for p in prompts])
+    idx, mask = _left_pad(distinct, dev)  # a group's shared prompt is prefilled once
+    L, rows = idx.shape[1], torch.tensor(rows, device=dev)
+    B = len(rows)
     gen = None if seed is None else torch.Generator(device=dev).manual_seed(seed)
-    seq = F.pad(idx, (0, max_new_tokens), value=PAD)
-    full_mask = None if mask is None else F.pad(mask, (0, max_new_tokens), value=1)
+    seq = F.pad(idx, (0, max_new_tokens), value=PAD)[rows]
+    full_mask = None if mask is None else F.pad(mask, (0, max_new_tokens), value=1)[rows]
     cache = KVCache(model.config.n_layer, capacity=L + max_new_tokens) if use_cache else None
     stop = torch.tensor(list(stop_token_ids or ()), dtype=torch.long, device=dev)
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -306,8 +328,13 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
     try:
         for t in range(max_new_tokens):
             n = L + t  # tokens so far; with the cache only the newest one is fed after prefill
-            inp = seq[:, n - 1:n] if use_cache and t > 0 else seq[:, :n]
-            logits = model(inp, None if full_mask is None else full_mask[:, :n], past_key_values=cache)
+            if t == 0:
+                logits = model(idx, mask, past_key_values=cache)[:, -1:][rows]
+                if cache is not None:
+                    cache.select(rows)
+            else:
+                inp = seq[:, n - 1:n] if use_cache else seq[:, :n]
+                logits = model(inp, None if full_mask is None else full_mask[:, :n], past_key_values=cache)
             last = logits[:, -1].float()
             logp = torch.log_softmax(last, -1)
             tok = _sample(last, logp, temperature, top_p, gen)
@@ -329,8 +356,10 @@ def score(model: GPT, prompts: list[list[int]], completions: list[list[int]],
           batch_size: int = 32) -> list[torch.Tensor]:
     """Per-token log p(completion | prompt) at temperature 1, one 1-D tensor per pair.
 
-    Differentiable when grad is enabled (call it inside the loss). Pairs longer than
-    block_size drop the start of their prompt, as `generate` does.
+    Differentiable when grad is enabled (call it inside the loss). Pairs longer than block_size drop the start
+    of their prompt, as `generate` does. Within each batch of pairs, a prompt shared by several completions (a
+    MAGRPO group) is forwarded once and its cached keys and values serve them all: gradients of the whole
+    group flow back into that one prompt forward.
     """
     if len(prompts) != len(completions):
         raise ValueError("prompts and completions must have the same length")
@@ -340,16 +369,32 @@ def score(model: GPT, prompts: list[list[int]], completions: list[list[int]],
         ps, cs = prompts[i:i + batch_size], completions[i:i + batch_size]
         if any(len(p) == 0 for p in ps) or any(len(c) >= bs for c in cs):
             raise ValueError("prompts must be non-empty and completions shorter than block_size")
-        seqs = [(p + c)[-bs:] for p, c in zip(ps, cs)]
-        idx, mask = _left_pad(seqs, model.device)
         n = max(len(c) for c in cs)
         if n == 0:
             out += [torch.zeros(0, device=model.device) for _ in cs]
             continue
-        # left padding puts every completion at the end: only the last n positions matter
-        logits = model(idx, attention_mask=mask)[:, -n - 1:-1].float()
-        lp = torch.log_softmax(logits, -1).gather(-1, idx[:, -n:, None]).squeeze(-1)
-        out += [lp[b, n - len(c):] for b, c in enumerate(cs)]
+        distinct, rows = _distinct([p[-(bs - len(c)):] for p, c in zip(ps, cs)])
+        idx, mask = _left_pad(distinct, model.device)
+        rows = torch.tensor(rows, device=model.device)
+        cache = KVCache(model.config.n_layer)
+        logits = model(idx, attention_mask=mask, past_key_values=cache)[:, -1:][rows]  # predicts each c[0]
+        if n > 1:  # the completions but their last token, right padded after the shared prompts
+            ids = torch.full((len(cs), n - 1), PAD, dtype=torch.long)
+            real = torch.zeros((len(cs), n - 1), dtype=torch.long)
+            for b, c in enumerate(cs):
+                if len(c) > 1:
+                    ids[b, :len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
+                    real[b, :len(c) - 1] = 1
+            past = torch.ones_like(idx) if mask is None else mask
+            cache.select(rows)
+            rest = model(ids.to(model.device), attention_mask=torch.cat([past[rows], real.to(model.device)], 1),
+                         past_key_values=cache)
+            logits = torch.cat([logits, rest], 1)
+        targets = torch.full((len(cs), n), PAD, dtype=torch.long)
+        for b, c in enumerate(cs):
+            targets[b, :len(c)] = torch.tensor(c, dtype=torch.long)
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, targets.to(model.device)[..., None]).squeeze(-1)
+        out += [lp[b, :len(c)] for b, c in enumerate(cs)]
     return out
 
 

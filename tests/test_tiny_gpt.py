@@ -158,12 +158,36 @@ def test_sampling_follows_distribution(temperature, top_p, expected):
 
 
 def test_generate_logprobs_equal_score(model):
-    samples = generate(model, PROMPTS, 12, temperature=0.8, top_p=0.95, seed=3)
-    scored = score(model, PROMPTS, [s.completion_ids for s in samples], batch_size=2)
+    prompts = PROMPTS + PROMPTS[:2] * 2  # repeated prompts (groups) are prefilled once, then sampled apart
+    samples = generate(model, prompts, 12, temperature=0.8, top_p=0.95, seed=3)
+    assert len({tuple(s.completion_ids) for s in samples}) > len(PROMPTS)
+    scored = score(model, prompts, [s.completion_ids for s in samples], batch_size=2)
     for s, lp in zip(samples, scored):
         assert lp.shape == (len(s.completion_ids),)
         torch.testing.assert_close(lp, torch.tensor(s.logprobs), atol=1e-4, rtol=0)
         assert all(v <= 0 for v in s.logprobs)
+
+
+def test_score_shares_a_groups_prompt_with_the_same_values_and_gradients(model):
+    """Repeated prompts (MAGRPO groups) are forwarded once; every pair still gets what it gets scored alone,
+    and the gradient of a loss over all pairs is the sum of the pairs' own gradients. Completions of mixed
+    lengths (0 included), and a long prompt whose pair overflows the block and loses its first tokens."""
+    long = [BOS] + list(range(1, TINY.block_size))
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 2 + [long] + [PROMPTS[2]]
+    completions = [[65, 66, EOS], [67], [68, 69, 70, 71, EOS], [72, EOS], [], [73, 74, 75], [76] * 20]
+
+    def weighted_loss_grads(scored):  # a different weight per pair: a wrong row mapping changes the sum
+        model.zero_grad()
+        sum((k + 1) * lp.sum() for k, lp in enumerate(scored)).backward()
+        return [lp.detach() for lp in scored], {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    together, g_together = weighted_loss_grads(score(model, prompts, completions))
+    alone, g_alone = weighted_loss_grads([lp for p, c in zip(prompts, completions) for lp in score(model, [p], [c])])
+    assert [len(lp) for lp in together] == [len(c) for c in completions]
+    for a, b in zip(together, alone):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    for name in g_alone:
+        torch.testing.assert_close(g_together[name], g_alone[name], atol=1e-4, rtol=1e-3)
 
 
 def test_logprobs_are_temperature_one(model):
