@@ -294,10 +294,9 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
              use_cache: bool = True) -> list[Sample]:
     """Sample up to `max_new_tokens` per prompt, the whole batch in lock step.
 
-    Distinct prompts (a group's shared one once) are left padded, prefilled in one forward, then every row is
-    extended one token per step
-    from the KV cache (`use_cache=False` recomputes everything: same result, slower, for
-    checking). A row stops after a token in `stop_token_ids`, which is kept in its
+    Distinct prompts (a group's shared one once) are left padded and prefilled in one forward, then every row
+    is extended one token per step from the KV cache (`use_cache=False` recomputes everything: same result,
+    slower, for checking). A row stops after a token in `stop_token_ids`, which is kept in its
     completion. `temperature == 0` is greedy. The returned logprobs are always under the
     raw model (log_softmax of logits at temperature 1, no top-p): what policy-gradient
     losses compare against `score`. Prompts longer than block_size - max_new_tokens keep
