@@ -32,7 +32,8 @@ whatever the letter, and with it (0.05) spread its answers to a pooled letter ov
 A fixed bonus can also run away: once the answers spread, the reward's signal fades and the bonus wins (seen on
 Lewis's game as both players drifting to uniform odds after reaching 0.47). ``entropy_max_ratio`` turns the bonus
 off for a step while the policy's entropy, estimated on that step's samples, is above that multiple of its entropy
-on the first step, as the adaptive entropy control of Skywork-OR1 does with its target.
+on the first step, as the adaptive entropy control of Skywork-OR1 does with its target. ``policy_entropy_coef``
+sets it per policy, e.g. a bonus for a speaker alone.
 
 ``max_reach_weight`` > 1 weighs each move's whole loss by the inverse of its agent's own reach (the
 probability of its own earlier moves in the episode), capped: a state the agent's own play seldom enters
@@ -51,7 +52,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, model_validator
 
 import arenas
 from arenas.channels import ChannelConfig
@@ -82,6 +83,7 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(0.0, ge=0)
     entropy_coef: float = Field(0.0, ge=0)  # > 0: a bonus for the entropy of each sampled token's distribution (see top)
     entropy_max_ratio: PositiveFloat | None = None  # the bonus only while entropy < this x the first step's (see top)
+    policy_entropy_coef: dict[str, NonNegativeFloat] = {}  # an entropy coefficient per policy id (else entropy_coef)
     max_reach_weight: float = Field(1.0, ge=1)  # > 1: each move's loss times 1 / its agent's own reach, capped here
     reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
@@ -263,21 +265,21 @@ def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn,
     tokens = sum(len(t.completion_ids) for t, _ in batch)
     stats = {"loss": agg["loss"], "kl": agg["kl"] / len(batch), "entropy": agg["nll"] / len(batch),
              "grad_norm": float(grad_norm), "clip_fraction": agg["clipped"] / max(1, tokens)}
-    if cfg.entropy_coef > 0:
+    if cfg.entropy_coef > 0 or cfg.policy_entropy_coef:
         stats["entropy_coef"] = entropy_coef
     return stats
 
 
-def step_entropy_coef(cfg: TrainConfig, batch: list[tuple[Turn, float]], first: list[float]) -> float:
-    """This step's entropy coefficient: ``cfg.entropy_coef``, or 0 while the policy's entropy (mean negative
+def step_entropy_coef(cfg: TrainConfig, batch: list[tuple[Turn, float]], first: list[float], coef: float) -> float:
+    """This step's entropy coefficient: the policy's ``coef``, or 0 while its entropy (mean negative
     log-probability of its sampled tokens, as logged) is above ``entropy_max_ratio`` times ``first[0]``, its
     entropy on its first step (recorded in ``first`` on that step)."""
-    if cfg.entropy_max_ratio is None or cfg.entropy_coef == 0:
-        return cfg.entropy_coef
+    if cfg.entropy_max_ratio is None or coef == 0:
+        return coef
     h = float(np.mean([-np.mean(t.logprobs) for t, _ in batch]))
     if not first:
         first.append(h)
-    return cfg.entropy_coef if h < cfg.entropy_max_ratio * first[0] else 0.0
+    return coef if h < cfg.entropy_max_ratio * first[0] else 0.0
 
 
 # ---------------------------------------------------------------------------- training
@@ -292,7 +294,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     policies = cfg.policies.build(agents, arena=cfg.arena)
     names = {id(p): pid for pid in cfg.policies.policies for a, p in policies.items()
              if cfg.policies.mapping.get(a, next(iter(cfg.policies.policies))) == pid}
-    for key, ids in (("frozen", cfg.frozen), ("policy_lr", cfg.policy_lr)):
+    for key, ids in (("frozen", cfg.frozen), ("policy_lr", cfg.policy_lr), ("policy_entropy_coef", cfg.policy_entropy_coef)):
         unknown = sorted(set(ids) - set(cfg.policies.policies))
         if unknown:
             raise ValueError(f"{key}: {', '.join(unknown)} not among the policies ({', '.join(cfg.policies.policies)})")
@@ -331,7 +333,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             for key, policy in learners.items():
                 batch = [(t, a) for t, a in learn if policies[t.agent] is policy and t.completion_ids]
                 if batch:
-                    coef = step_entropy_coef(cfg, batch, first_entropy[key])
+                    coef = step_entropy_coef(cfg, batch, first_entropy[key],
+                                             cfg.policy_entropy_coef.get(names.get(key, ""), cfg.entropy_coef))
                     stats |= {f"{k}/{names.get(key, 'policy')}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
             # ---- logging
             metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats

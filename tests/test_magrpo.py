@@ -120,6 +120,21 @@ def test_separate_policies_train_separately(tmp_path):
         assert [h[f"entropy_coef/{p}"] for h in rest] == [0.1 if h[f"entropy/{p}"] < first[f"entropy/{p}"] else 0.0 for h in rest]
 
 
+def test_policy_entropy_coef_gives_each_policy_its_own_bonus(tmp_path):
+    """A bonus for one policy (the other's set to 0): its coefficient is the configured one, the other's stays 0,
+    and a policy id that is not in the mapping is a clear error."""
+    cfg = small_cfg(tmp_path, policies={"policies": {"row": {"gpt": SMALL}, "col": {"gpt": SMALL, "seed": 1}},
+                                         "mapping": {"agent_0": "row", "agent_1": "col"}},
+                    steps=3, entropy_coef=0.3, policy_entropy_coef={"col": 0.0})
+    history = train(cfg, progress=False)["history"]
+    assert [h["entropy_coef/row"] for h in history] == [0.3] * 3
+    assert [h["entropy_coef/col"] for h in history] == [0.0] * 3
+    only_col = train(cfg.model_copy(update={"entropy_coef": 0.0, "policy_entropy_coef": {"col": 0.2}}), progress=False)["history"]
+    assert [(h["entropy_coef/row"], h["entropy_coef/col"]) for h in only_col] == [(0.0, 0.2)] * 3
+    with pytest.raises(ValueError, match="policy_entropy_coef: nobody not among the policies"):
+        train(cfg.model_copy(update={"policy_entropy_coef": {"nobody": 0.1}}), progress=False)
+
+
 def test_no_trainable_policy_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no trainable policy"):
         train(small_cfg(tmp_path, policies={"policies": {"h": {"backend": "scripted", "name": "random"}}}), progress=False)
@@ -300,7 +315,7 @@ def _entropy_after_zero_advantage_steps(**config) -> tuple[float, float]:
         outs = p.generate(["prompt one"] * 64, max_new_tokens=1, seed=step)
         turns = [Turn("x", 0, "p", o.prompt_ids, o.completion_ids, o.logprobs, o.text, True, False) for o in outs]
         opt.zero_grad()
-        loss, _ = policy_loss(p, turns, [0.0] * 64, cfg, None, 64, step_entropy_coef(cfg, [(t, 0.0) for t in turns], first))
+        loss, _ = policy_loss(p, turns, [0.0] * 64, cfg, None, 64, step_entropy_coef(cfg, [(t, 0.0) for t in turns], first, cfg.entropy_coef))
         loss.backward()
         opt.step()
     return start, entropy(p, prompt)
