@@ -309,15 +309,15 @@ def test_ray_executor_plays_the_same_matches_as_local(tmp_path):
 
 
 def test_quick_kuhn_league_brings_the_main_agents_exploitability_down(tmp_path):
-    """configs/league_kuhn.yaml (the main agent against its exact best response) for 16 rounds, about 3.5 minutes:
+    """configs/league_kuhn.yaml (the main agent against its exact best response) for 32 rounds, about 2 minutes:
     its exact exploitability falls clearly below the warm start's, and far below 1/3, the least a policy blind to
     its own card can have."""
     cfg = yaml.safe_load((ROOT / "configs" / "league_kuhn.yaml").read_text())
-    cfg.update(rounds=16, minutes=None, tracking={"enabled": False})
+    cfg.update(rounds=32, minutes=None, tracking={"enabled": False})
     assert main(["league", "run", str(write_config(tmp_path / "kuhn.yaml", **cfg)), "--dir", str(tmp_path / "run"), "--quiet"]) == 0
     with LeagueState(tmp_path / "run") as state:
         start = state.meta("exploitability")["initial"]
         final = [h["learners"]["main_0"]["exploitability"] for h in state.meta("history")]
-    late = sum(final[-4:]) / 4
-    # measured: 0.203 at the start, the last 4 rounds 0.123 to 0.157 (mean 0.131), the best 0.106
-    assert start < 11 / 24 - 0.1 and late < start - 0.04 and min(final) < start - 0.06, (start, final)
+    late = sum(final[-8:]) / 8
+    # measured: 0.193 at the start, the last 8 rounds 0.114 to 0.169 (mean 0.150), the best 0.114
+    assert start < 11 / 24 - 0.1 and late < start - 0.03 and min(final) < start - 0.06, (start, final)
