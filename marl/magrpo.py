@@ -35,6 +35,11 @@ off for a step while the policy's entropy, estimated on that step's samples, is 
 on the first step, as the adaptive entropy control of Skywork-OR1 does with its target. ``policy_entropy_coef``
 sets it per policy, e.g. a bonus for a speaker alone.
 
+``lr_schedule: linear`` anneals every learning rate linearly to 0 over ``steps`` (CleanRL's ``anneal_lr``, TRL's default).
+A solved game gives Adam almost no gradient (groups that all succeed have no advantage), so its second-moment
+estimates shrink, and the next rare failure's gradient is then taken as a step many times the learning rate: seen
+on Lewis's game as a pair at 0.99 falling to chance within 50 steps. A falling rate shrinks those steps.
+
 ``max_reach_weight`` > 1 weighs each move's whole loss by the inverse of its agent's own reach (the
 probability of its own earlier moves in the episode), capped: a state the agent's own play seldom enters
 then learns as fast as a frequent one (the counterfactual weighting of CFR), instead of following it
@@ -89,6 +94,7 @@ class TrainConfig(BaseModel):
     spiral_decay: float = Field(0.95, ge=0, lt=1)
     lr: float = Field(1e-4, gt=0)
     policy_lr: dict[str, PositiveFloat] = {}  # a learning rate per policy id (else lr): e.g. a listener slower than its speaker
+    lr_schedule: Literal["constant", "linear"] = "constant"  # linear: every rate falls to 0 at `steps` (see top)
     max_grad_norm: float = 1.0
     grad_accum: int = Field(1, ge=1)  # micro-batches per update (memory)
     max_new_tokens: int = Field(16, ge=1)
@@ -321,6 +327,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         for step in range(cfg.steps):
             # ---- rollout: batch_size start states x group_size joint samples
             t0 = time.perf_counter()
+            if cfg.lr_schedule == "linear":
+                for optim in optims.values():
+                    optim.param_groups[0]["lr"] = optim.defaults["lr"] * (1 - step / cfg.steps)
             seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
             rollouts = executor.run(seeds, cfg.group_size, sample_seed=cfg.seed * 7_777_777 + step * 104_729,
                                     max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -336,6 +345,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                     coef = step_entropy_coef(cfg, batch, first_entropy[key],
                                              cfg.policy_entropy_coef.get(names.get(key, ""), cfg.entropy_coef))
                     stats |= {f"{k}/{names.get(key, 'policy')}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
+                stats[f"lr/{names.get(key, 'policy')}"] = optims[key].param_groups[0]["lr"]
             # ---- logging
             metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats
             metrics |= {"time/rollout_s": t_roll, "time/step_s": time.perf_counter() - t0,

@@ -135,6 +135,18 @@ def test_policy_entropy_coef_gives_each_policy_its_own_bonus(tmp_path):
         train(cfg.model_copy(update={"policy_entropy_coef": {"nobody": 0.1}}), progress=False)
 
 
+def test_linear_lr_schedule_anneals_every_policys_rate_to_zero(tmp_path):
+    """Each policy's optimiser steps at its own rate times 1 - step / steps; a constant schedule keeps it."""
+    cfg = small_cfg(tmp_path, policies={"policies": {"row": {"gpt": SMALL}, "col": {"gpt": SMALL, "seed": 1}},
+                                         "mapping": {"agent_0": "row", "agent_1": "col"}},
+                    steps=4, lr=1e-3, policy_lr={"col": 4e-4}, lr_schedule="linear")
+    history = train(cfg, progress=False)["history"]
+    assert [h["lr/row"] for h in history] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert [h["lr/col"] for h in history] == pytest.approx([4e-4, 3e-4, 2e-4, 1e-4])
+    constant = train(cfg.model_copy(update={"lr_schedule": "constant"}), progress=False)["history"]
+    assert [h["lr/row"] for h in constant] == pytest.approx([1e-3] * 4)
+
+
 def test_no_trainable_policy_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no trainable policy"):
         train(small_cfg(tmp_path, policies={"policies": {"h": {"backend": "scripted", "name": "random"}}}), progress=False)
