@@ -135,7 +135,7 @@ def test_policy_entropy_coef_gives_each_policy_its_own_bonus(tmp_path):
         train(cfg.model_copy(update={"policy_entropy_coef": {"nobody": 0.1}}), progress=False)
 
 
-def test_linear_lr_schedule_anneals_every_policys_rate_to_zero(tmp_path):
+def test_linear_lr_schedule_anneals_each_policy_rate_to_zero(tmp_path):
     """Each policy's optimiser steps at its own rate times 1 - step / steps; a constant schedule keeps it."""
     cfg = small_cfg(tmp_path, policies={"policies": {"row": {"gpt": SMALL}, "col": {"gpt": SMALL, "seed": 1}},
                                          "mapping": {"agent_0": "row", "agent_1": "col"}},
