@@ -341,12 +341,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             # ---- loss and update, per learning policy
             stats: dict[str, float] = {}
             for key, policy in learners.items():
+                name = names.get(key, "policy")  # metrics are keyed by policy id
                 batch = [(t, a) for t, a in learn if policies[t.agent] is policy and t.completion_ids]
                 if batch:
                     coef = step_entropy_coef(cfg, batch, first_entropy[key],
                                              cfg.policy_entropy_coef.get(names.get(key, ""), cfg.entropy_coef))
-                    stats |= {f"{k}/{names.get(key, 'policy')}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
-                stats[f"lr/{names.get(key, 'policy')}"] = optims[key].param_groups[0]["lr"]
+                    stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
+                stats[f"lr/{name}"] = optims[key].param_groups[0]["lr"]
             # ---- logging
             metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats
             metrics |= {"time/rollout_s": t_roll, "time/step_s": time.perf_counter() - t0,
