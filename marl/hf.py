@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -115,6 +116,9 @@ class HFPolicy:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.chat = getattr(tokenizer, "chat_template", None) is not None
+        # transformers 5 renames forward's ``past_key_values`` to ``cache`` (the old name warns, then goes in 5.40)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT wrapper
+        self._cache_arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", lora: dict | None = None) -> HFPolicy:
@@ -128,6 +132,10 @@ class HFPolicy:
 
             model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", target_modules="all-linear", **lora))
         return cls(model, AutoTokenizer.from_pretrained(path))
+
+    def _forward(self, cache: Any, **inputs: Any) -> torch.Tensor:
+        """The model's logits for ``inputs``, reading and extending the KV ``cache``."""
+        return self.model(**inputs, **{self._cache_arg: cache}, use_cache=True).logits
 
     @property
     def device(self) -> torch.device:
@@ -165,8 +173,7 @@ class HFPolicy:
         distinct, rows = distinct_rows(prompt_ids)
         ids, mask, positions = self._batch(distinct)
         cache = DynamicCache(config=self.model.config)
-        last = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                          use_cache=True, logits_to_keep=1).logits[:, -1]
+        last = self._forward(cache, input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)[:, -1]
         index = torch.tensor(rows, device=ids.device)
         if rows != list(range(len(rows))):
             cache.batch_select_indices(index)
@@ -204,8 +211,8 @@ class HFPolicy:
                 if bool(finished.all()) or t == max_new_tokens - 1:
                     break
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-                logits = self.model(input_ids=tokens[:, t : t + 1].to(self.device), attention_mask=mask,
-                                    position_ids=(position + t)[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
+                logits = self._forward(cache, input_ids=tokens[:, t : t + 1].to(self.device), attention_mask=mask,
+                                       position_ids=(position + t)[:, None])[:, -1]
         finally:
             self.model.train(was_training)
         results = []
@@ -239,8 +246,7 @@ class HFPolicy:
                     real[i, : len(c) - 1] = 1
             ids, real = ids.to(self.device), real.to(self.device)
             positions = position[:, None] + torch.arange(n - 1, device=self.device)
-            rest = self.model(input_ids=ids, attention_mask=torch.cat([mask, real], 1), position_ids=positions,
-                              past_key_values=cache, use_cache=True).logits
+            rest = self._forward(cache, input_ids=ids, attention_mask=torch.cat([mask, real], 1), position_ids=positions)
         targets = torch.zeros((len(c_ids), max(n, 1)), dtype=torch.long)
         for i, c in enumerate(c_ids):
             targets[i, : len(c)] = torch.tensor(c, dtype=torch.long)

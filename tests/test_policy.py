@@ -205,3 +205,18 @@ def test_hf_lora_trains_only_adapters(tiny_hf_model):
     loss = -p.score(PROMPTS[:1], ["<answer>bet</answer>"])[0].sum()
     loss.backward()
     assert all(q.grad is not None for n, q in p.model.named_parameters() if q.requires_grad)
+
+
+@pytest.mark.parametrize("lora", [None, {"r": 4, "lora_alpha": 8}])
+def test_hf_passes_its_kv_cache_by_the_name_the_model_takes(tiny_hf_model, lora):
+    """transformers 5 renamed forward's ``past_key_values`` to ``cache``: the old name warns, and goes in 5.40."""
+    import warnings
+
+    from marl.hf import HFPolicy
+
+    p = HFPolicy.from_pretrained(tiny_hf_model, lora=lora)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        out = p.generate(PROMPTS, max_new_tokens=6, seed=0)
+        scored = p.score(PROMPTS, [c.completion_ids for c in out])
+    assert [len(s) for s in scored] == [len(c.completion_ids) for c in out]
