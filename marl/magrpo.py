@@ -5,7 +5,9 @@ Reads top to bottom like a CleanRL trainer: config -> rollout -> advantage -> lo
 For each of ``batch_size`` start states (arena seeds) we play a group of ``group_size`` joint rollouts
 from that same start. Each rollout's joint return (mean or sum of the agents' discounted returns) minus
 the group's mean (``advantage: mean``), also divided by the group's std (``std``), or minus the mean of
-the *other* rollouts (``rloo``) is its advantage; centralised training gives that one advantage to every
+the *other* rollouts (``rloo``) is its advantage; ``batch`` centres and scales by the whole step's returns
+instead of the group's (REINFORCE++'s global normalisation), so a group whose rollouts all fail still learns
+that they failed, where a group baseline gives it nothing. Centralised training gives that one advantage to every
 agent of the rollout, applied to the tokens of each of its completions. With ``credit: tree`` every move is
 sampled ``group_size`` times from the same state instead (as in the MAGRPO authors' per-turn training):
 a node's value is its joint reward plus gamma times the mean of its children's values, and each child's
@@ -78,7 +80,7 @@ class TrainConfig(BaseModel):
     steps: int = Field(50, ge=1)
     batch_size: int = Field(4, ge=1)  # start states per step
     group_size: int = Field(8, ge=2)  # joint rollouts per start state
-    advantage: Literal["mean", "std", "rloo"] = "std"
+    advantage: Literal["mean", "std", "rloo", "batch"] = "std"
     credit: Literal["trajectory", "tree", "cross-mean", "cross-max"] = "trajectory"  # tree: per-turn groups (group_size ** moves
     # episodes); cross-*: every pairing of the group's moves replayed (group_size ** agents episodes, one simultaneous round)
     loss_agg: Literal["token", "sequence"] = "sequence"
@@ -116,6 +118,9 @@ class TrainConfig(BaseModel):
     def _credit_is_centralised(self) -> TrainConfig:
         if self.credit != "trajectory" and self.algorithm != "magrpo":
             raise ValueError(f"credit: {self.credit} is defined for algorithm magrpo only, got {self.algorithm}")
+        if self.advantage == "batch" and self.credit != "trajectory":
+            raise ValueError(f"advantage: batch normalises whole rollouts over the step; credit: {self.credit} compares "
+                             "moves among their siblings (use mean, std or rloo)")
         return self
 
 
@@ -125,7 +130,7 @@ def group_relative(returns: np.ndarray, mode: str) -> np.ndarray:
     if mode == "rloo":
         return returns - (returns.sum() - returns) / (len(returns) - 1)
     centred = returns - returns.mean()
-    return centred / (returns.std() + 1e-6) if mode == "std" else centred
+    return centred / (returns.std() + 1e-6) if mode in ("std", "batch") else centred
 
 
 def joint_return(returns: Any, cfg: TrainConfig) -> np.ndarray:
@@ -138,7 +143,7 @@ def advantages(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, bas
     """One advantage per rollout and agent (identical across agents for MAGRPO)."""
     returns = np.array([[r.returns(cfg.gamma)[a] for a in agents] for r in rollouts])  # (N, agents)
     out = np.zeros_like(returns)
-    groups = np.array([r.group for r in rollouts])
+    groups = np.array([0 if cfg.advantage == "batch" else r.group for r in rollouts])  # batch: the step is one group
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
         if cfg.algorithm == "magrpo":

@@ -37,6 +37,20 @@ def test_magrpo_is_centralised_igrpo_is_independent_spiral_uses_role_baselines()
     assert again[0]["x"] == pytest.approx(1 - 2.75)
 
 
+def test_batch_advantage_is_one_baseline_for_the_step_so_a_group_that_all_fails_still_learns():
+    ros = [rollout(0, {"x": 1, "y": 1}), rollout(0, {"x": 1, "y": 1}), rollout(1, {"x": 0, "y": 0}), rollout(1, {"x": 0, "y": 0})]
+    cfg = TrainConfig(arena="climbing_v0", advantage="batch")
+    assert [a["x"] for a in advantages(ros, ["x", "y"], cfg.model_copy(update={"advantage": "std"}), {})] == [0, 0, 0, 0]
+    batch = advantages(ros, ["x", "y"], cfg, {})
+    np.testing.assert_allclose([a["x"] for a in batch], np.array([0.5, 0.5, -0.5, -0.5]) / (0.5 + 1e-6))
+    assert all(a["x"] == a["y"] for a in batch)  # centralised: one advantage for every agent of a rollout
+    ind = advantages([rollout(0, {"x": 1, "y": 0}), rollout(1, {"x": 0, "y": 0})], ["x", "y"],
+                     cfg.model_copy(update={"algorithm": "igrpo"}), {})
+    assert ind[0]["x"] > 0 > ind[1]["x"] and ind[0]["y"] == ind[1]["y"] == 0  # each agent's own return over the step
+    with pytest.raises(ValueError, match="advantage: batch .* credit: tree"):
+        TrainConfig(arena="climbing_v0", advantage="batch", credit="tree")
+
+
 def test_discounting_across_turns():
     ro = Rollout(seed=0, group=0, rewards={"x": [(0, 1.0), (2, 1.0)]})
     assert ro.returns(0.5) == {"x": 1.25}
