@@ -118,6 +118,10 @@ class TrainConfig(BaseModel):
     def _credit_is_centralised(self) -> TrainConfig:
         if self.credit != "trajectory" and self.algorithm != "magrpo":
             raise ValueError(f"credit: {self.credit} is defined for algorithm magrpo only, got {self.algorithm}")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_advantage_takes_whole_rollouts(self) -> TrainConfig:
         if self.advantage == "batch" and self.credit != "trajectory":
             raise ValueError(f"advantage: batch normalises whole rollouts over the step; credit: {self.credit} compares "
                              "moves among their siblings (use mean, std or rloo)")
