@@ -59,10 +59,8 @@ def run(objects: int, letters: int, *, seed: int, steps: int, batch: int, group:
         messages = sample(np.repeat(ps[targets][:, None], group, 1), rng)                   # (batch, group)
         answers = sample(pl[messages], rng)
         success = (answers == targets[:, None]).astype(float)
-        if advantage == "batch":  # one baseline for the step: a group that all fails still learns
-            adv = group_relative(success.ravel(), "batch").reshape(success.shape)[..., None]
-        else:
-            adv = np.stack([group_relative(row, advantage) for row in success])[..., None]
+        groups = success.reshape(1, -1) if advantage == "batch" else success  # batch: the step is one group
+        adv = np.stack([group_relative(g, advantage) for g in groups]).reshape(success.shape)[..., None]
         # d log softmax / d logits = onehot - probs, weighted by the advantage, summed into each sample's row
         grad_s, grad_l = np.zeros_like(speaker), np.zeros_like(listener)
         np.add.at(grad_s, targets, (adv * (np.eye(letters)[messages] - ps[targets][:, None])).sum(1))
