@@ -35,7 +35,8 @@ token, N the parameters of the model's matmuls (its Linear layers): a prompt is 
 per group (its tokens need no LM head, so N there is without it) and each completion token is generated and
 trained once. At the fp32 matmul FLOP/s that torch reaches on this machine in the same run (the best of a
 few 2048x2048 products) that arithmetic takes a least time; the "bound" column is that least time over the
-measured step time.
+measured step time. The "ceiling" column is the speed-up over a peer that Agora's step would show if it ran at
+that bound: a target beyond it asks for less arithmetic (fewer tokens, a smaller head) or a faster number format.
 
     pip install -e ".[bench]"   # comlrl and trl (see the Makefile's bench target)
     python benchmarks/trainer_throughput.py [--model tiny|smollm2|both] [--steps 3]
@@ -424,13 +425,14 @@ def main() -> None:
             for res, ours in results:
                 if res.error:
                     notes.append(f"{model}: {res.name} could not run: {res.error}")
-                    rows.append([model, res.name, "-", "-", "-", "-", "n/a", "n/a", "-"])
+                    rows.append([model, res.name, "-", "-", "-", "-", "n/a", "n/a", "n/a", "-"])
                     continue
                 step = res.median_step()
-                ratios = ["", ""]
+                ratios = ["", "", ""]
                 if ours is not None and not ours.error:
                     ratios = [f"{(ours.completions / ours.median_step()) / (res.completions / step):.2f}x",
-                              f"{(ours.median_tokens() / ours.median_step()) / (res.median_tokens() / step):.2f}x"]
+                              f"{(ours.median_tokens() / ours.median_step()) / (res.median_tokens() / step):.2f}x",
+                              f"{step / least_seconds(ours, info, flops):.1f}x"]
                 rows.append([model, res.name, f"{step:.2f}", f"{res.completions / step:.2f}",
                              f"{res.median_tokens() / step:.1f}", f"{res.median_tokens() / res.completions:.1f}",
                              *ratios, f"{least_seconds(res, info, flops) / step:.1%}"])
@@ -439,12 +441,14 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     header = ["model", "trainer", "s/step", "completions/s", "tokens/s", "tokens/completion", "Agora: completions/s",
-              "Agora: tokens/s", "bound"]
+              "Agora: tokens/s", "ceiling", "bound"]
     title = (f"One training step on CPU ({torch.get_num_threads()} threads, fp32): {PROMPTS} prompts x group {GROUP}, "
              f"{NEW_TOKENS} new tokens, median of {args.steps} steps after 1 warm-up; torch matmul peak "
              f"{flops / 1e9:.0f} GFLOP/s")
     foot = [f"Peers: {versions()}.",
             "Agora: the Agora row above (same number of learning agents) over this row, in completions/s and in tokens/s.",
+            "ceiling: the completions/s of Agora's step at the bound over this row's: no speed-up beyond it without "
+            "less arithmetic or a faster number format.",
             "bound: least time of the step's arithmetic at the matmul peak over the measured step time.", *notes]
     try:
         from rich.console import Console

@@ -35,7 +35,8 @@ A fixed bonus can also run away: once the answers spread, the reward's signal fa
 Lewis's game as both players drifting to uniform odds after reaching 0.47). ``entropy_max_ratio`` turns the bonus
 off for a step while the policy's entropy, estimated on that step's samples, is above that multiple of its entropy
 on the first step, as the adaptive entropy control of Skywork-OR1 does with its target. ``policy_entropy_coef``
-sets it per policy, e.g. a bonus for a speaker alone.
+sets it per policy, e.g. a bonus for a speaker alone. ``entropy_schedule: linear`` anneals every bonus to 0 over
+``steps``: early on it keeps answers in play, late in training the reward alone chooses among them.
 
 ``lr_schedule: linear`` anneals every learning rate linearly to 0 over ``steps`` (CleanRL's ``anneal_lr``, TRL's default).
 A solved game gives Adam almost no gradient (groups that all succeed have no advantage), so its second-moment
@@ -98,6 +99,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-4, gt=0)
     policy_lr: dict[str, PositiveFloat] = {}  # a learning rate per policy id (else lr): e.g. a listener slower than its speaker
     lr_schedule: Literal["constant", "linear"] = "constant"  # linear: every rate falls to 0 at `steps` (see top)
+    entropy_schedule: Literal["constant", "linear"] = "constant"  # linear: the entropy bonus falls to 0 at `steps` (see top)
     max_grad_norm: float = 1.0
     grad_accum: int = Field(1, ge=1)  # micro-batches per update (memory)
     max_new_tokens: int = Field(16, ge=1)
@@ -355,6 +357,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                 if batch:
                     coef = step_entropy_coef(cfg, batch, first_entropy[key],
                                              cfg.policy_entropy_coef.get(names.get(key, ""), cfg.entropy_coef))
+                    coef *= 1 - step / cfg.steps if cfg.entropy_schedule == "linear" else 1
                     stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
                 stats[f"lr/{name}"] = optims[key].param_groups[0]["lr"]
             # ---- logging

@@ -161,6 +161,17 @@ def test_linear_lr_schedule_anneals_each_policy_rate_to_zero(tmp_path):
     assert [h["lr/row"] for h in constant] == pytest.approx([1e-3] * 4)
 
 
+def test_linear_entropy_schedule_anneals_each_policy_bonus_to_zero(tmp_path):
+    """Each policy's entropy coefficient is its own times 1 - step / steps, the learning rate untouched."""
+    cfg = small_cfg(tmp_path, policies={"policies": {"row": {"gpt": SMALL}, "col": {"gpt": SMALL, "seed": 1}},
+                                         "mapping": {"agent_0": "row", "agent_1": "col"}},
+                    steps=4, lr=1e-3, entropy_coef=0.2, policy_entropy_coef={"col": 0.4}, entropy_schedule="linear")
+    history = train(cfg, progress=False)["history"]
+    assert [h["entropy_coef/row"] for h in history] == pytest.approx([0.2, 0.15, 0.1, 0.05])
+    assert [h["entropy_coef/col"] for h in history] == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    assert [h["lr/row"] for h in history] == pytest.approx([1e-3] * 4)
+
+
 def test_no_trainable_policy_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no trainable policy"):
         train(small_cfg(tmp_path, policies={"policies": {"h": {"backend": "scripted", "name": "random"}}}), progress=False)
