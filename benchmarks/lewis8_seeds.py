@@ -16,8 +16,9 @@ Measured here (10 seeds, ``--workers 2``: two runs at a time on one core each; e
     held-out     0.98  0.12  0.88  0.98  0.85  0.98  0.99  0.97  0.98  0.96
 
 The goal in 7 seeds of 10. Seeds 2 and 4 sat at about 7 of 8 objects from step ~1,400 on; seed 1 never left
-chance. The config's comments give the same table for the settings before it (6 of 10) and for two variants
-(groups of 32 from 2 start states, 7 of 10; ``advantage: batch``, 4 of seeds 0-8).
+chance. The config's comments give the same table for the settings before it (6 of 10) and for four variants
+(groups of 32 from 2 start states, 7 of 10; ``advantage: batch``, 4 of seeds 0-8; ``steps: 3000``, 6 of seeds 0-7;
+``entropy_schedule: linear``, 6 of 10).
 """
 
 from __future__ import annotations
