@@ -339,9 +339,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         for step in range(cfg.steps):
             # ---- rollout: batch_size start states x group_size joint samples
             t0 = time.perf_counter()
+            anneal = 1 - step / cfg.steps  # the factor of the linear schedules
             if cfg.lr_schedule == "linear":
                 for optim in optims.values():
-                    optim.param_groups[0]["lr"] = optim.defaults["lr"] * (1 - step / cfg.steps)
+                    optim.param_groups[0]["lr"] = optim.defaults["lr"] * anneal
             seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
             rollouts = executor.run(seeds, cfg.group_size, sample_seed=cfg.seed * 7_777_777 + step * 104_729,
                                     max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -357,7 +358,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                 if batch:
                     coef = step_entropy_coef(cfg, batch, first_entropy[key],
                                              cfg.policy_entropy_coef.get(names.get(key, ""), cfg.entropy_coef))
-                    coef *= 1 - step / cfg.steps if cfg.entropy_schedule == "linear" else 1
+                    coef *= anneal if cfg.entropy_schedule == "linear" else 1
                     stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
                 stats[f"lr/{name}"] = optims[key].param_groups[0]["lr"]
             # ---- logging
