@@ -38,6 +38,12 @@ on the first step, as the adaptive entropy control of Skywork-OR1 does with its 
 sets it per policy, e.g. a bonus for a speaker alone. ``entropy_schedule: linear`` anneals every bonus to 0 over
 ``steps``: early on it keeps answers in play, late in training the reward alone chooses among them.
 
+``signalling_coef`` (per policy id) adds positive signalling (Eccles et al. 2019) to a speaker's advantages: coef
+times each completion's pointwise mutual information with its prompt among the step's prompts,
+``log p(c | s) - log sum_s' q(s') p(c | s')``, less its prompt's mean. Its policy gradient is that of I(prompt;
+completion). It is aimed at the trap of Lewis's games where two objects are sent on the same spread of letters:
+the listener cannot tell them apart, so the reward no longer pulls them apart, and the information still does.
+
 ``lr_schedule: linear`` anneals every learning rate linearly to 0 over ``steps`` (CleanRL's ``anneal_lr``, TRL's default).
 A solved game gives Adam almost no gradient (groups that all succeed have no advantage), so its second-moment
 estimates shrink, and the next rare failure's gradient can then be taken as a step many times the learning rate:
@@ -93,6 +99,7 @@ class TrainConfig(BaseModel):
     entropy_coef: float = Field(0.0, ge=0)  # > 0: a bonus for the entropy of each sampled token's distribution (see top)
     entropy_max_ratio: PositiveFloat | None = None  # the bonus only while entropy < this x the first step's (see top)
     policy_entropy_coef: dict[str, NonNegativeFloat] = {}  # an entropy coefficient per policy id (else entropy_coef)
+    signalling_coef: dict[str, NonNegativeFloat] = {}  # a positive-signalling bonus per policy id (see top)
     max_reach_weight: float = Field(1.0, ge=1)  # > 1: each move's loss times 1 / its agent's own reach, capped here
     reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
@@ -300,6 +307,25 @@ def step_entropy_coef(cfg: TrainConfig, batch: list[tuple[Turn, float]], first: 
     return coef if h < cfg.entropy_max_ratio * first[0] else 0.0
 
 
+def signalling_bonus(policy: Policy, batch: list[tuple[Turn, float]], coef: float) -> tuple[list[tuple[Turn, float]], float]:
+    """Positive signalling (see top): each advantage plus ``coef`` times its completion's pointwise mutual information
+    with its prompt, less the mean over its prompt's samples (a baseline: unbiased, less variance). Every distinct
+    completion is scored under every distinct prompt of the batch, without gradients. Returns the new batch and
+    the estimate of I(prompt; completion) in nats."""
+    prompts = {p: i for i, p in enumerate(dict.fromkeys(tuple(t.prompt_ids) for t, _ in batch))}
+    comps = {c: i for i, c in enumerate(dict.fromkeys(tuple(t.completion_ids) for t, _ in batch))}
+    with torch.no_grad():
+        lps = policy.score([list(p) for p in prompts for _ in comps], [list(c) for _ in prompts for c in comps])
+    table = torch.stack([lp.double().sum() for lp in lps]).view(len(prompts), len(comps))  # log p(c | s)
+    s_idx = torch.tensor([prompts[tuple(t.prompt_ids)] for t, _ in batch])
+    c_idx = torch.tensor([comps[tuple(t.completion_ids)] for t, _ in batch])
+    q = torch.bincount(s_idx, minlength=len(prompts)).double() / len(batch)  # the step's distribution of prompts
+    pmi = table[s_idx, c_idx] - torch.logsumexp(table + q.log()[:, None], 0)[c_idx]
+    baseline = torch.zeros(len(prompts), dtype=pmi.dtype).index_add_(0, s_idx, pmi) / (q * len(batch))
+    bonus = coef * (pmi - baseline[s_idx])
+    return [(t, a + float(b)) for (t, a), b in zip(batch, bonus)], float(pmi.mean())
+
+
 # ---------------------------------------------------------------------------- training
 def trainable(policy: Policy) -> bool:
     return hasattr(policy, "model") and any(p.requires_grad for p in policy.model.parameters())
@@ -312,7 +338,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     policies = cfg.policies.build(agents, arena=cfg.arena)
     names = {id(p): pid for pid in cfg.policies.policies for a, p in policies.items()
              if cfg.policies.mapping.get(a, next(iter(cfg.policies.policies))) == pid}
-    for key, ids in (("frozen", cfg.frozen), ("policy_lr", cfg.policy_lr), ("policy_entropy_coef", cfg.policy_entropy_coef)):
+    for key, ids in (("frozen", cfg.frozen), ("policy_lr", cfg.policy_lr), ("policy_entropy_coef", cfg.policy_entropy_coef),
+                     ("signalling_coef", cfg.signalling_coef)):
         unknown = sorted(set(ids) - set(cfg.policies.policies))
         if unknown:
             raise ValueError(f"{key}: {', '.join(unknown)} not among the policies ({', '.join(cfg.policies.policies)})")
@@ -359,6 +386,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                     coef = step_entropy_coef(cfg, batch, first_entropy[key],
                                              cfg.policy_entropy_coef.get(names.get(key, ""), cfg.entropy_coef))
                     coef *= anneal if cfg.entropy_schedule == "linear" else 1
+                    if cfg.signalling_coef.get(name, 0) > 0:
+                        batch, stats[f"signalling_mi/{name}"] = signalling_bonus(policy, batch, cfg.signalling_coef[name])
                     stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
                 stats[f"lr/{name}"] = optims[key].param_groups[0]["lr"]
             # ---- logging
