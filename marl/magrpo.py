@@ -42,7 +42,9 @@ sets it per policy, e.g. a bonus for a speaker alone. ``entropy_schedule: linear
 times each completion's pointwise mutual information with its prompt among the step's prompts,
 ``log p(c | s) - log sum_s' q(s') p(c | s')``, less its prompt's mean. Its policy gradient is that of I(prompt;
 completion). It is aimed at the trap of Lewis's games where two objects are sent on the same spread of letters:
-the listener cannot tell them apart, so the reward no longer pulls them apart, and the information still does.
+the listener cannot tell them apart, so the reward no longer pulls them apart, and the information still does
+(with 8 objects: 8 seeds of 10 at >= 0.95 against 7, configs/train_signalling_lewis8.yaml). It also sharpens each
+prompt's completions, pooled ones too: two objects on one letter, no other ever sampled, stay pooled.
 
 ``lr_schedule: linear`` anneals every learning rate linearly to 0 over ``steps`` (CleanRL's ``anneal_lr``, TRL's default).
 A solved game gives Adam almost no gradient (groups that all succeed have no advantage), so its second-moment
