@@ -321,9 +321,9 @@ def signalling_bonus(policy: Policy, batch: list[tuple[Turn, float]], coef: floa
     table = torch.stack([lp.double().sum() for lp in lps]).view(len(prompts), len(comps))  # log p(c | s)
     s_idx = torch.tensor([prompts[tuple(t.prompt_ids)] for t, _ in batch])
     c_idx = torch.tensor([comps[tuple(t.completion_ids)] for t, _ in batch])
-    q = torch.bincount(s_idx, minlength=len(prompts)).double() / len(batch)  # the step's distribution of prompts
-    pmi = table[s_idx, c_idx] - torch.logsumexp(table + q.log()[:, None], 0)[c_idx]
-    baseline = torch.zeros(len(prompts), dtype=pmi.dtype).index_add_(0, s_idx, pmi) / (q * len(batch))
+    counts = torch.bincount(s_idx, minlength=len(prompts)).double()  # samples per prompt; q = counts / len(batch)
+    pmi = table[s_idx, c_idx] - torch.logsumexp(table + (counts / len(batch)).log()[:, None], 0)[c_idx]
+    baseline = torch.zeros(len(prompts), dtype=pmi.dtype).index_add_(0, s_idx, pmi) / counts
     bonus = coef * (pmi - baseline[s_idx])
     return [(t, a + float(b)) for (t, a), b in zip(batch, bonus)], float(pmi.mean())
 
