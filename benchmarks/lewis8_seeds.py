@@ -15,10 +15,11 @@ Measured here (10 seeds, ``--workers 2``: two runs at a time on one core each; e
     seed            0     1     2     3     4     5     6     7     8     9
     held-out     0.97  0.98  0.99  0.97  0.98  0.90  0.98  0.86  0.98  0.98
 
-The goal in 8 seeds of 10 (mean 0.96). A second measurement, on another day with the warm start rebuilt and slower
-steps (1,750-2,000 steps in the 15 minutes), read 0.98, 0.71, 0.98, 0.95 (0.945), 0.74, 0.96, 0.81, 0.96, 0.69, 0.96:
-5 of 10 (mean 0.87), seeds 1 and 8 still rising at the cap; runs of one config part ways on float rounding alone. Seed 5 ended with two objects on one letter, seed 7 with two objects on
-partly shared spreads of letters that the listener reads as one of them. Without the speaker's positive-signalling
+The goal in 8 seeds of 10 (mean 0.96). Seed 5 ended with two objects on one letter, seed 7 with two objects on
+partly shared spreads of letters that the listener reads as one of them. A second measurement, on another day with
+the warm start rebuilt and slower steps (1,750-2,000 steps in the 15 minutes), read 0.98, 0.71, 0.98, 0.95 (0.945),
+0.74, 0.96, 0.81, 0.96, 0.69, 0.96: 5 of 10 (mean 0.87), seeds 1 and 8 still rising at the cap; runs of one config
+part ways on float rounding alone. Without the speaker's positive-signalling
 bonus (``signalling_coef``) the same table read 0.98, 0.12, 0.88, 0.98, 0.85, 0.98, 0.99, 0.97, 0.98, 0.96 (7 of 10,
 mean 0.87); the config's comments give it for the variants measured before (4 to 7 seeds of 10).
 """
