@@ -72,6 +72,11 @@ def format_legal(actions: list[str]) -> str:
 ANSWER_FORMAT = "Think if you like, then give your final choice on the last line as: <answer>YOUR CHOICE</answer>"
 
 
+def answer_text(action: str) -> str:
+    """The canonical completion that plays ``action`` (what the format warm-start imitates)."""
+    return f"<answer>{action}</answer>"
+
+
 class TextArenaEnv(AECEnv):
     """Shared machinery of all text arenas (see the module docstring)."""
 

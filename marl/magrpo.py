@@ -46,6 +46,12 @@ the listener cannot tell them apart, so the reward no longer pulls them apart, a
 (with 8 objects: 8 seeds of 10 at >= 0.95 against 7, configs/train_signalling_lewis8.yaml). It also sharpens each
 prompt's completions, pooled ones too: two objects on one letter, no other ever sampled, stay pooled.
 
+``explore_coef`` (per policy id) adds coef times the cross-entropy from even odds of each turn's legal answers to
+the policy (``legal_cross_entropy``) to its loss. The entropy and signalling bonuses are estimated on sampled
+answers, so their pull on an answer's logit fades with its probability; this one pulls every legal answer up by
+coef over their number however unlikely it has become. A speaker that sends two objects on one letter and never
+samples another thus keeps trying the unused letters. It follows ``entropy_schedule``.
+
 ``lr_schedule: linear`` anneals every learning rate linearly to 0 over ``steps`` (CleanRL's ``anneal_lr``, TRL's default).
 A solved game gives Adam almost no gradient (groups that all succeed have no advantage), so its second-moment
 estimates shrink, and the next rare failure's gradient can then be taken as a step many times the learning rate:
@@ -73,6 +79,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 import arenas
 from arenas.channels import ChannelConfig
+from arenas.core import answer_text
 from marl.policy import Policy, PolicyMapping, load_policy
 from marl.rollout import Rollout, Turn, collect, replay, transcript_jsonl
 from marl.workers import LocalExecutor, RayExecutor
@@ -102,6 +109,7 @@ class TrainConfig(BaseModel):
     entropy_max_ratio: PositiveFloat | None = None  # the bonus only while entropy < this x the first step's (see top)
     policy_entropy_coef: dict[str, NonNegativeFloat] = {}  # an entropy coefficient per policy id (else entropy_coef)
     signalling_coef: dict[str, NonNegativeFloat] = {}  # a positive-signalling bonus per policy id (see top)
+    explore_coef: dict[str, NonNegativeFloat] = {}  # per policy id: a pull towards even odds of the legal answers (see top)
     max_reach_weight: float = Field(1.0, ge=1)  # > 1: each move's loss times 1 / its agent's own reach, capped here
     reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
@@ -242,9 +250,9 @@ def samples(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baseli
 
 # ---------------------------------------------------------------------------- loss
 def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: TrainConfig, ref: Policy | None,
-                normaliser: float, entropy_coef: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped policy-gradient loss (plus KL and entropy terms) of one micro-batch, already divided by ``normaliser``;
-    ``entropy_coef`` is this step's (``step_entropy_coef``), by default ``cfg.entropy_coef``."""
+                normaliser: float, entropy_coef: float | None = None, explore_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped policy-gradient loss (plus KL, entropy and exploration terms) of one micro-batch, already divided by
+    ``normaliser``; ``entropy_coef`` is this step's (``step_entropy_coef``), by default ``cfg.entropy_coef``."""
     entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
     prompts, completions = [t.prompt_ids for t in turns], [t.completion_ids for t in turns]
     new = policy.score(prompts, completions)
@@ -267,25 +275,48 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
         total = total + weight * (per_token.sum() if cfg.loss_agg == "token" else per_token.mean())
         nll_sum += float(-lp.detach().mean())
         clipped += int(((ratio - 1).abs() > cfg.clip).sum())
-    return total / normaliser, {"kl": kl_sum, "nll": nll_sum, "clipped": clipped}
+    explore = legal_cross_entropy(policy, turns, cfg) if explore_coef > 0 else torch.zeros(())
+    total = total + explore_coef * explore
+    return total / normaliser, {"kl": kl_sum, "nll": nll_sum, "clipped": clipped, "explore": float(explore.detach())}
+
+
+def legal_cross_entropy(policy: Policy, turns: list[Turn], cfg: TrainConfig) -> torch.Tensor:
+    """The sum over ``turns`` of the cross-entropy from even odds of the turn's legal answers to the policy: the mean
+    over legal actions of minus the log-probability of the answer that plays it (token-mean or sum, as the loss).
+    Scored once per distinct prompt and weighted by its turns; turns without legal actions add nothing."""
+    counts: dict[tuple[tuple[int, ...], tuple[str, ...]], int] = {}
+    for t in turns:
+        if t.legal:
+            key = (tuple(t.prompt_ids), t.legal)
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return torch.zeros(())
+    pairs = [(list(p), answer_text(a)) for p, legal in counts for a in legal]
+    lps = iter(policy.score([p for p, _ in pairs], [c for _, c in pairs]))
+    total = torch.zeros(())
+    for (_, legal), n in counts.items():
+        per_answer = [next(lps) for _ in legal]
+        total = total - n * torch.stack([lp.mean() if cfg.loss_agg == "sequence" else lp.sum() for lp in per_answer]).mean()
+    return total
 
 
 def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn, float]], cfg: TrainConfig,
-           ref: Policy | None = None, entropy_coef: float | None = None) -> dict[str, float]:
+           ref: Policy | None = None, entropy_coef: float | None = None, explore_coef: float = 0.0) -> dict[str, float]:
     """``cfg.epochs`` optimiser steps of one policy on its (turn, advantage) samples, in ``cfg.grad_accum`` micro-batches,
-    with this step's entropy coefficient (by default ``cfg.entropy_coef``)."""
+    with this step's entropy coefficient (by default ``cfg.entropy_coef``) and exploration coefficient."""
     entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
     norm = sum(len(t.completion_ids) for t, _ in batch) if cfg.loss_agg == "token" else len(batch)
     chunks = np.array_split(np.arange(len(batch)), min(cfg.grad_accum, len(batch)))
     policy.model.train()
     for _ in range(cfg.epochs):
         optim.zero_grad(set_to_none=True)
-        agg = {"loss": 0.0, "kl": 0.0, "nll": 0.0, "clipped": 0}
+        agg = {"loss": 0.0, "kl": 0.0, "nll": 0.0, "clipped": 0, "explore": 0.0}
         for chunk in chunks:
-            loss, s = policy_loss(policy, [batch[i][0] for i in chunk], [batch[i][1] for i in chunk], cfg, ref, norm, entropy_coef)
+            loss, s = policy_loss(policy, [batch[i][0] for i in chunk], [batch[i][1] for i in chunk], cfg, ref, norm, entropy_coef,
+                                  explore_coef)
             loss.backward()
             agg["loss"] += float(loss.detach())
-            for k in ("kl", "nll", "clipped"):
+            for k in ("kl", "nll", "clipped", "explore"):
                 agg[k] += s[k]
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm)
         optim.step()
@@ -294,6 +325,8 @@ def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn,
              "grad_norm": float(grad_norm), "clip_fraction": agg["clipped"] / max(1, tokens)}
     if cfg.entropy_coef > 0 or cfg.policy_entropy_coef:
         stats["entropy_coef"] = entropy_coef
+    if explore_coef > 0:
+        stats["legal_cross_entropy"] = agg["explore"] / len(batch)
     return stats
 
 
@@ -341,7 +374,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     names = {id(p): pid for pid in cfg.policies.policies for a, p in policies.items()
              if cfg.policies.mapping.get(a, next(iter(cfg.policies.policies))) == pid}
     for key, ids in (("frozen", cfg.frozen), ("policy_lr", cfg.policy_lr), ("policy_entropy_coef", cfg.policy_entropy_coef),
-                     ("signalling_coef", cfg.signalling_coef)):
+                     ("signalling_coef", cfg.signalling_coef), ("explore_coef", cfg.explore_coef)):
         unknown = sorted(set(ids) - set(cfg.policies.policies))
         if unknown:
             raise ValueError(f"{key}: {', '.join(unknown)} not among the policies ({', '.join(cfg.policies.policies)})")
@@ -388,9 +421,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                     coef = step_entropy_coef(cfg, batch, first_entropy[key],
                                              cfg.policy_entropy_coef.get(names.get(key, ""), cfg.entropy_coef))
                     coef *= anneal if cfg.entropy_schedule == "linear" else 1
+                    explore = cfg.explore_coef.get(name, 0.0) * (anneal if cfg.entropy_schedule == "linear" else 1)
                     if cfg.signalling_coef.get(name, 0) > 0:
                         batch, stats[f"signalling_mi/{name}"] = signalling_bonus(policy, batch, cfg.signalling_coef[name])
-                    stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef).items()}
+                    stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef, explore).items()}
                 stats[f"lr/{name}"] = optims[key].param_groups[0]["lr"]
             # ---- logging
             metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats

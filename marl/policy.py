@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from arenas.core import answer_text
 from arenas.scripted import SCRIPTED
 from marl import tiny_gpt
 
@@ -171,7 +172,7 @@ class TabularPolicy:
             if prompt not in self.table:
                 raise ValueError(f"tabular policy: no entry for the prompt ending {prompt[-120:]!r}")
             actions, probs = zip(*self.table[prompt].items())
-            out.append(Completion(f"<answer>{actions[rng.choice(len(actions), p=np.array(probs) / sum(probs))]}</answer>"))
+            out.append(Completion(answer_text(actions[rng.choice(len(actions), p=np.array(probs) / sum(probs))])))
         return out
 
     def score(self, prompts, completions):

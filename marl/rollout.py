@@ -38,6 +38,7 @@ class Turn:
     talk: bool
     path: tuple[int, ...] = ()  # tree mode: the sample index at each tick up to this turn (its node in the group's tree)
     reach_logprob: float = 0.0  # log-probability of the agent's own earlier moves in this episode (its own reach)
+    legal: tuple[str, ...] = ()  # the legal actions at this move (none on talk and free-text turns)
 
 
 @dataclass
@@ -106,7 +107,7 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
                                         seed=sample_seed + tick_round * 7919 + order[key], infos=[info for *_, info in items])
             for (i, agent, text, info), out in zip(items, outs):
                 ro = rollouts[i]
-                talk = info.get("phase") == "talk"
+                talk, legal = info.get("phase") == "talk", tuple(info.get("legal_actions") or ())  # before the step clears them
                 record = take_step(envs[i], agent, text, info, out.text, step=ticks[i])
                 for a, r in record.rewards.items():
                     if r:
@@ -116,7 +117,7 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
                 mine = next((t for t in reversed(ro.turns) if t.agent == agent), None)  # the agent's last move
                 reach = mine.reach_logprob + sum(mine.logprobs) if mine else 0.0
                 ro.turns.append(Turn(agent, ticks[i], text, out.prompt_ids, out.completion_ids, out.logprobs, out.text,
-                                     record.valid, talk, paths[i], reach))
+                                     record.valid, talk, paths[i], reach, legal))
                 if keep_transcripts:
                     ro.transcript.append(record)
                 ticks[i] += 1

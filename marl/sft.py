@@ -37,6 +37,7 @@ from rich.table import Table
 
 import arenas
 from arenas.config import ConfigError, load_yaml
+from arenas.core import answer_text
 from arenas.play import Episode, play_episode
 from marl.policy import PolicySpec, load_policy, text_policy
 
@@ -141,7 +142,7 @@ def to_completion(step: dict[str, Any]) -> str | None:
     if not step["valid"]:
         return None
     if step["parsed_action"] is not None:
-        return f"<answer>{step['parsed_action']}</answer>"
+        return answer_text(step['parsed_action'])
     return step["raw_action"][:TALK_CHARS]  # a talk turn: any text is valid, imitate the message
 
 

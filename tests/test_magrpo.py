@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from marl.magrpo import TrainConfig, advantages, group_relative, policy_loss, signalling_bonus, step_entropy_coef, train
+from marl.magrpo import (TrainConfig, advantages, group_relative, legal_cross_entropy, policy_loss, signalling_bonus,
+                         step_entropy_coef, train)
 from marl.rollout import Rollout, Turn
 
 SMALL = {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 1024}
@@ -90,6 +91,19 @@ def test_each_move_records_its_agents_own_reach():
         for agent in ("player_0", "player_1"):
             mine = [t.reach_logprob for t in r.turns if t.agent == agent]
             assert mine == pytest.approx([-0.75 * k for k in range(len(mine))])
+
+
+def test_each_move_records_the_legal_actions_it_chose_among():
+    import arenas
+    from marl.policy import ScriptedPolicy
+    from marl.rollout import collect
+
+    env = arenas.make("iterated_pd_v0")
+    env.reset(seed=0)
+    legal = tuple(env.infos[env.agent_selection]["legal_actions"])
+    policy = ScriptedPolicy("iterated_pd_v0", "random")
+    ros = collect(lambda: arenas.make("iterated_pd_v0"), {"player_0": policy, "player_1": policy}, [0], 2, max_new_tokens=8)
+    assert len(legal) == 2 and all(t.legal == legal for r in ros for t in r.turns)
 
 
 def test_reach_weight_scales_a_moves_loss_by_its_inverse_own_reach_capped():
@@ -444,6 +458,82 @@ def test_signalling_bonus_alone_teaches_a_speaker_to_tell_its_prompts_apart():
     assert end == pytest.approx(start)
     start, end = run(coef=1.0)
     assert end > max(10 * start, 0.1)
+
+
+class _AnswerScores:
+    """A policy whose answers score two tokens each, both of log-probability ``odds[prompt, answer] / 2``."""
+
+    def __init__(self, odds: dict[tuple[int, str], float]):
+        self.odds = odds
+
+    def score(self, prompts, completions):
+        return [torch.full((2,), self.odds[p[0], c] / 2, requires_grad=True) for p, c in zip(prompts, completions)]
+
+
+def test_legal_cross_entropy_weighs_each_prompts_even_odds_cross_entropy_by_its_turns():
+    """Two turns at prompt 0 (legal a, b) and one at prompt 1 (legal a): each counts minus the mean over its legal
+    answers of their log-probability (per token, or summed with token loss); a turn without legal actions adds 0."""
+    odds = {(0, "<answer>a</answer>"): -0.2, (0, "<answer>b</answer>"): -3.0, (1, "<answer>a</answer>"): -1.0}
+    turn = lambda prompt, legal: Turn("x", 0, "", [prompt], [7], [0.0], "", True, False, legal=legal)  # noqa: E731
+    turns = [turn(0, ("a", "b")), turn(1, ("a",)), turn(0, ("a", "b")), turn(1, ())]
+    token = legal_cross_entropy(_AnswerScores(odds), turns, TrainConfig(arena="climbing_v0", loss_agg="token"))
+    assert float(token) == pytest.approx(2 * (0.2 + 3.0) / 2 + 1.0)
+    sequence = legal_cross_entropy(_AnswerScores(odds), turns, TrainConfig(arena="climbing_v0"))
+    assert float(sequence) == pytest.approx(float(token) / 2)
+    assert float(legal_cross_entropy(_AnswerScores(odds), [turn(1, ())], TrainConfig(arena="climbing_v0"))) == 0.0
+
+
+def _answer_odds_after_zero_advantage_steps(explore_coef: float = 0.0, **config) -> tuple[float, float, float]:
+    """A tiny policy first taught to answer a; then 20 steps of zero advantages on its own samples with a, b and c
+    legal, where only the entropy or exploration term can move it. Returns p(b) before, p(b) and p(a) after."""
+    from marl.policy import TinyPolicy
+
+    def odds(p, prompt_ids, action):
+        with torch.no_grad():
+            return float(p.score([prompt_ids], [f"<answer>{action}</answer>"])[0].sum().exp())
+
+    torch.manual_seed(0)
+    p = TinyPolicy.create(seed=0, **SMALL)
+    opt = torch.optim.Adam(p.model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        (-p.score(["pick one"], ["<answer>a</answer>"])[0].mean()).backward()
+        opt.step()
+    prompt = p.encode_prompt("pick one")
+    start = odds(p, prompt, "b")
+    cfg, first = TrainConfig(arena="climbing_v0", **config), []
+    opt = torch.optim.SGD(p.model.parameters(), lr=0.05)
+    for step in range(20):
+        outs = p.generate(["pick one"] * 16, max_new_tokens=24, seed=step, stop=("</answer>",))
+        turns = [Turn("x", 0, "", o.prompt_ids, o.completion_ids, o.logprobs, o.text, True, False, legal=("a", "b", "c"))
+                 for o in outs]
+        opt.zero_grad()
+        coef = step_entropy_coef(cfg, [(t, 0.0) for t in turns], first, cfg.entropy_coef)
+        loss, _ = policy_loss(p, turns, [0.0] * 16, cfg, None, 16, coef, explore_coef)
+        loss.backward()
+        opt.step()
+    return start, odds(p, prompt, "b"), odds(p, prompt, "a")
+
+
+def test_exploration_term_reopens_a_legal_answer_the_entropy_bonus_cannot():
+    """An answer the policy all but never writes (p(b) ~ 1e-9): the entropy bonus, estimated on samples, which lowers
+    p(a) below 0.3, leaves p(b) where it was; the exploration term pulls it up by orders of magnitude."""
+    start, b, a = _answer_odds_after_zero_advantage_steps()
+    assert start < 1e-6 and b == pytest.approx(start) and a > 0.8
+    _, b, a = _answer_odds_after_zero_advantage_steps(entropy_coef=1.0)
+    assert a < 0.3 and b < 2 * start
+    _, b, _ = _answer_odds_after_zero_advantage_steps(explore_coef=1.0)
+    assert b > 1e4 * start
+
+
+def test_train_logs_the_legal_cross_entropy_of_each_policy_with_an_exploration_term(tmp_path):
+    """Logged per policy with the term on (a cross-entropy of answers less likely than 1: positive), not without it;
+    an unknown policy id is an error."""
+    history = train(small_cfg(tmp_path, explore_coef={"p": 0.1}), progress=False)["history"]
+    assert all(h["legal_cross_entropy/p"] > 0 for h in history)
+    assert "legal_cross_entropy/p" not in train(small_cfg(tmp_path), progress=False)["history"][0]
+    with pytest.raises(ValueError, match="explore_coef: nobody not among the policies"):
+        train(small_cfg(tmp_path, explore_coef={"nobody": 0.1}), progress=False)
 
 
 def test_kl_reference_is_the_start_by_default_or_a_fixed_saved_policy(tmp_path):
