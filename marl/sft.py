@@ -142,7 +142,7 @@ def to_completion(step: dict[str, Any]) -> str | None:
     if not step["valid"]:
         return None
     if step["parsed_action"] is not None:
-        return answer_text(step['parsed_action'])
+        return answer_text(step["parsed_action"])
     return step["raw_action"][:TALK_CHARS]  # a talk turn: any text is valid, imitate the message
 
 
