@@ -71,6 +71,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -286,11 +287,7 @@ def legal_cross_entropy(policy: Policy, turns: list[Turn], cfg: TrainConfig) -> 
     """The sum over ``turns`` of the cross-entropy from even odds of the turn's legal answers to the policy: the mean
     over legal actions of minus the log-probability of the answer that plays it (token-mean or sum, as the loss).
     Scored once per distinct prompt and weighted by its turns; turns without legal actions add nothing."""
-    counts: dict[tuple[tuple[int, ...], tuple[str, ...]], int] = {}
-    for t in turns:
-        if t.legal:
-            key = (tuple(t.prompt_ids), t.legal)
-            counts[key] = counts.get(key, 0) + 1
+    counts = Counter((tuple(t.prompt_ids), t.legal) for t in turns if t.legal)
     if not counts:
         return torch.zeros(())
     pairs = [(list(p), answer_text(a)) for p, legal in counts for a in legal]
@@ -422,8 +419,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                 if batch:
                     coef = step_entropy_coef(cfg, batch, first_entropy[key],
                                              cfg.policy_entropy_coef.get(names.get(key, ""), cfg.entropy_coef))
-                    coef *= anneal if cfg.entropy_schedule == "linear" else 1
-                    explore = cfg.explore_coef.get(name, 0.0) * (anneal if cfg.entropy_schedule == "linear" else 1)
+                    bonus_scale = anneal if cfg.entropy_schedule == "linear" else 1
+                    coef *= bonus_scale
+                    explore = cfg.explore_coef.get(name, 0.0) * bonus_scale
                     if cfg.signalling_coef.get(name, 0) > 0:
                         batch, stats[f"signalling_mi/{name}"] = signalling_bonus(policy, batch, cfg.signalling_coef[name])
                     stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef, explore).items()}
