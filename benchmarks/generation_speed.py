@@ -162,15 +162,9 @@ def main() -> None:
                          f"{r['peak_rss_mib']:.0f}"])
     title = (f"Sampling on CPU ({results['threads']} threads): prompt {PROMPT_LEN}, {NEW_TOKENS} new "
              f"tokens, median of {repeats}; peak RSS per model in its own process")
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title)
-        widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-        for row in [header, *rows]:
-            print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
-        return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title)
     for h in header:
         table.add_column(h, justify="left" if h == "model" else "right")

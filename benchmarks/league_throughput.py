@@ -210,17 +210,9 @@ def main() -> None:
         ("CPU seconds per match (load-independent)", cpu_header, cpu_rows),
         ("League bookkeeping per match (SQLite, WAL) vs one in-process match (1 thread)", book_header, book_rows),
     ]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        for title, hdr, rs in tables:
-            print(title)
-            widths = [max(len(x) for x in col) for col in zip(hdr, *rs)]
-            for row in [hdr, *rs]:
-                print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
-        print("\n".join(notes))
-        return
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(width=max(120, Console().width))
     for title, hdr, rs in tables:
         table = Table(title=title)

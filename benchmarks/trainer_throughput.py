@@ -450,16 +450,9 @@ def main() -> None:
             "ceiling: the completions/s of Agora's step at the bound over this row's: no speed-up beyond it without "
             "less arithmetic or a faster number format.",
             "bound: least time of the step's arithmetic at the matmul peak over the measured step time.", *notes]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title)
-        widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-        for row in [header, *rows]:
-            print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
-        print("\n".join(foot))
-        return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title, caption="\n".join(foot), caption_justify="left")
     for h in header:
         table.add_column(h, justify="left" if h in ("model", "trainer") else "right")
