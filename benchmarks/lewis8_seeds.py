@@ -4,8 +4,8 @@ For every seed, ``configs/train_signalling_lewis8.yaml`` as it ships (a tiny GPT
 policies, warm-started by ``configs/sft_signalling_lewis8.yaml``, at most 2000 steps or 15 minutes), then
 held-out play at temperature 1 (256 episodes on start seeds that training never drew). Chance is 1/8; the
 goal is 0.95. The same episodes played greedily (temperature 0) tell a code that is learned but still sampled
-with some noise from one that is not: two objects on one letter stay below 0.95 either way. The warm start is built first if its folder is missing (about 7 minutes on 2 cores); every
-seed starts from that same one. ``--workers 1`` (default) runs one seed at a time on all cores, the goal's
+with some noise from one that is not: two objects on one letter stay below 0.95 either way. The warm start is built
+first if its folder is missing (about 7 minutes on 2 cores); every seed starts from that same one. ``--workers 1`` (default) runs one seed at a time on all cores, the goal's
 condition; ``--workers 2`` runs two at once on one thread each, fewer steps per minute for each.
 
     python benchmarks/lewis8_seeds.py [--seeds 10] [--workers 1] [--steps N]
@@ -28,8 +28,9 @@ alone on 2 threads; 2000 steps in 9.9-11.5 minutes), the shipped config, seeds 0
 there): 0.98, 0.75, 0.98, 0.76, 0.53, 0.85, 0.98, 0.84 (3 of 8); greedy 1.00, 0.80, 1.00, 0.88, 0.50, 0.88, 1.00,
 0.88. In each seed short of the goal objects share one spread of letters: targets 3 and 4 in seeds 1, 3 and 7, 2 and
 7 in seeds 3 and 5, 2 to 5 in seed 4 (still learning); the same pairs, from the one warm start every seed starts from.
-Without the speaker's positive-signalling bonus (``signalling_coef``) the same table read 0.98, 0.12, 0.88, 0.98, 0.85, 0.98, 0.99, 0.97,
-0.98, 0.96 (7 of 10, mean 0.87); the config's comments give it for the variants measured before (4 to 7 seeds of 10).
+Without the speaker's positive-signalling bonus (``signalling_coef``) the same table read 0.98, 0.12, 0.88, 0.98,
+0.85, 0.98, 0.99, 0.97, 0.98, 0.96 (7 of 10, mean 0.87); the config's comments give it for the variants measured
+before (4 to 7 seeds of 10).
 """
 
 from __future__ import annotations
