@@ -5,8 +5,9 @@ policies, warm-started by ``configs/sft_signalling_lewis8.yaml``, at most 2000 s
 held-out play at temperature 1 (256 episodes on start seeds that training never drew). Chance is 1/8; the
 goal is 0.95. The same episodes played greedily (temperature 0) tell a code that is learned but still sampled
 with some noise from one that is not: two objects on one letter stay below 0.95 either way. The warm start is built
-first if its folder is missing (about 7 minutes on 2 cores); every seed starts from that same one. ``--workers 1`` (default) runs one seed at a time on all cores, the goal's
-condition; ``--workers 2`` runs two at once on one thread each, fewer steps per minute for each.
+first if its folder is missing (about 7 minutes on 2 cores); every seed starts from that same one. ``--workers 1``
+(default) runs one seed at a time on all cores, the goal's condition; ``--workers 2`` runs two at once on one thread
+each, fewer steps per minute for each.
 
     python benchmarks/lewis8_seeds.py [--seeds 10] [--workers 1] [--steps N]
 
