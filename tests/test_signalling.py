@@ -141,3 +141,16 @@ def test_lewis_original_game_shares_positions_and_the_heuristic_names_them():
         env.step(f"<answer>{message}</answer>")
         env.step(h(env.observe("listener")["text"], {}, rng))
         assert env.rewards["listener"] == 1.0
+
+
+def test_fixed_objects_leave_only_the_target_to_change():
+    env = arenas.make("signalling_v0", num_objects=8, num_attributes=2, num_values=3, vocab_size=24, message_length=1,
+                      shuffle=False, fixed_objects=True)
+    objects, targets = set(), set()
+    for seed in range(40):
+        env.reset(seed=seed)
+        objects.add(tuple(env.unwrapped.objects))
+        targets.add(env.unwrapped.target)
+    assert len(objects) == 1 and len(targets) == 8  # Lewis's 8 states: one object set, every target drawn
+    drawn = arenas.make("signalling_v0", num_objects=8, num_attributes=2, num_values=3, vocab_size=24, message_length=1, shuffle=False)
+    assert len({tuple(drawn.reset(seed=s) or drawn.unwrapped.objects) for s in range(40)}) > 1

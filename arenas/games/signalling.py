@@ -12,7 +12,9 @@ Each episode draws K distinct objects (one value per attribute: "large red circl
 listener sees them in its own shuffled order, so position is useless and only a message that describes
 the target can help; the letters have no agreed meaning, so a pair must invent a code (Lewis 1969;
 Lazaridou et al. 2017). The message is the speaker's action, so no channel is needed. ``shuffle=False``
-gives Lewis's original game: both see the objects in one numbered order, so a code may name positions.
+gives Lewis's original game: both see the objects in one numbered order, so a code may name positions;
+with ``fixed_objects=True`` as well, every episode has the same K objects (the first K value combinations) in
+the same order and only the target changes: Lewis's K states, with nothing else to read.
 ``reset(options={"objects": [(v0, v1), ...], "target": i})`` fixes the objects (value indices).
 The heuristic is a fixed code (letter i names the value of attribute i, or a mixed-radix object index
 when that does not fit; with ``shuffle=False`` the target's position); a heuristic pair always wins when
@@ -46,7 +48,7 @@ class raw_env(TextArenaEnv):
     metadata = {"render_modes": ["human", "ansi"], "name": NAME, "is_parallelizable": False}
 
     def __init__(self, *, num_objects: int = 4, num_attributes: int = 2, num_values: int = 4, vocab_size: int = 8,
-                 message_length: int = 2, shuffle: bool = True, invalid_action: str = "penalize", render_mode: str | None = None):
+                 message_length: int = 2, shuffle: bool = True, fixed_objects: bool = False, invalid_action: str = "penalize", render_mode: str | None = None):
         names = min(len(values) for _, values in ATTRIBUTES)
         if not 1 <= num_attributes <= len(ATTRIBUTES):
             raise ValueError(f"num_attributes must be between 1 and {len(ATTRIBUTES)}, got {num_attributes}")
@@ -62,6 +64,7 @@ class raw_env(TextArenaEnv):
                              f"got {vocab_size}**{message_length}")
         self.num_objects, self.num_attributes, self.num_values = num_objects, num_attributes, num_values
         self.vocab_size, self.message_length, self.shuffle = vocab_size, message_length, shuffle
+        self.fixed_objects = fixed_objects
         messages = ["".join(m) for m in itertools.product(LETTERS[:vocab_size], repeat=message_length)]
         super().__init__({"speaker": messages, "listener": [str(i) for i in range(1, num_objects + 1)]},
                          invalid_action, render_mode)
@@ -75,7 +78,7 @@ class raw_env(TextArenaEnv):
                     or any(len(o) != a or not all(0 <= x < v for x in o) for o in self.objects)):
                 raise ValueError(f"options need {k} distinct objects of {a} value indices in [0, {v}) and a target in [0, {k})")
         else:
-            picks = self.np_random.choice(v**a, size=k, replace=False)
+            picks = range(k) if self.fixed_objects else self.np_random.choice(v**a, size=k, replace=False)
             self.objects = [tuple(int(i) // v**j % v for j in range(a)) for i in picks]
             self.target = int(self.np_random.integers(k))
         self.order = [int(i) for i in self.np_random.permutation(k)] if self.shuffle else list(range(k))  # the listener's numbering
