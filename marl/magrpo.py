@@ -51,7 +51,7 @@ the policy (``legal_cross_entropy``) to its loss. The entropy and signalling bon
 answers, so their pull on an answer's logit fades with its probability; this one pulls every legal answer up by
 coef over their number however unlikely it has become. A speaker that sends two objects on one letter and never
 samples another thus keeps trying the unused letters (with 8 objects a slow seed left chance in 150 steps instead of
-600, but the goal of 0.95 was not reached more often: configs/train_signalling_lewis8.yaml). Each turn scores all its
+600, but the goal of 0.95 was not reached more often: benchmarks/lewis8_seeds.py). Each turn scores all its
 legal answers, so the term suits small action sets. It follows ``entropy_schedule``.
 
 ``lr_schedule: linear`` anneals every learning rate linearly to 0 over ``steps`` (CleanRL's ``anneal_lr``, TRL's default).
