@@ -48,7 +48,8 @@ class raw_env(TextArenaEnv):
     metadata = {"render_modes": ["human", "ansi"], "name": NAME, "is_parallelizable": False}
 
     def __init__(self, *, num_objects: int = 4, num_attributes: int = 2, num_values: int = 4, vocab_size: int = 8,
-                 message_length: int = 2, shuffle: bool = True, fixed_objects: bool = False, invalid_action: str = "penalize", render_mode: str | None = None):
+                 message_length: int = 2, shuffle: bool = True, fixed_objects: bool = False, invalid_action: str = "penalize",
+                 render_mode: str | None = None):
         names = min(len(values) for _, values in ATTRIBUTES)
         if not 1 <= num_attributes <= len(ATTRIBUTES):
             raise ValueError(f"num_attributes must be between 1 and {len(ATTRIBUTES)}, got {num_attributes}")
