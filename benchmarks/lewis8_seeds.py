@@ -53,10 +53,10 @@ heuristic's code plays at 0.99 in the same format.
 Lewis's 8 states as they stand (``fixed_objects: true``: the same 8 objects every episode, only the target changes;
 its own warm start, built like the shipped one in 4.5 minutes) did not remove the pooling: pairs, 2000 steps, seed 1
 0.99 and seed 3 0.71 (targets 2 and 5 on two letters, 3 and 8 on one; every letter not sent for another object read
-by the listener as object 1). With ``explore_coef: {speaker: 0.1, listener: 0.1}``, the bonuses annealed and 1800
-steps (the listener's term scores its 8 answers, 0.45-0.55 s a step alone): seed 3 0.97 (pairs, 1,447 steps when the
-15 minutes ran out), seeds 0, 1 and 4 alone 0.75, 0.88 and 0.98 (1,667, 1,739 and 1,800 steps; seed 0 still
-splitting two pooled pairs).
+by the listener as object 1), and seed 3 alone 0.72 (2000 steps in 12.2 minutes). With ``explore_coef: {speaker:
+0.1, listener: 0.1}``, the bonuses annealed and 1800 steps (the listener's term scores its 8 answers, 0.45-0.55 s a
+step alone): seed 3 0.97 (pairs, 1,447 steps when the 15 minutes ran out), seeds 0, 1 and 4 alone 0.75, 0.88 and
+0.98 (1,667, 1,739 and 1,800 steps; seed 0 still splitting two pooled pairs).
 """
 
 from __future__ import annotations
