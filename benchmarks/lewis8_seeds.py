@@ -50,6 +50,7 @@ and 0.49 (its listener named 3 of the 8 objects whatever the letter), kl_coef 0.
 plateau at ~0.5 (5 letters for 8 objects), temperature 1.5 or 2 in training at chance, and 8 letters instead of 24:
 0.156 after 940 steps (24 letters: 0.52 and 0.63). The tiny GPT is not what limits it: a warm start that copies the
 heuristic's code plays at 0.99 in the same format.
+
 Lewis's 8 states as they stand (``fixed_objects: true``: the same 8 objects every episode, only the target changes;
 its own warm start, built like the shipped one in 4.5 minutes) did not remove the pooling: pairs, 2000 steps, seed 1
 0.99 and seed 3 0.71 (targets 2 and 5 on two letters, 3 and 8 on one; every letter not sent for another object read
