@@ -18,6 +18,7 @@ An agent with an empty vocabulary has no mask: its observation is ``Dict(text=Te
 
 from __future__ import annotations
 
+import copy
 import re
 import string
 from typing import Any, Literal
@@ -103,6 +104,15 @@ class TextArenaEnv(AECEnv):
         }
         self._action_spaces = {a: TextAction(v) for a, v in vocabularies.items()}
         self.np_random, self.np_random_seed = seeding.np_random(None)
+
+    def __deepcopy__(self, memo: dict) -> TextArenaEnv:
+        """A copy of the game's state that shares what describes the game and never changes (its vocabularies and
+        spaces, most of the cost of a copy): tree credit and counterfactual answers copy an arena at every move."""
+        for fixed in (self.vocabularies, self._index, self._observation_spaces, self._action_spaces):
+            memo[id(fixed)] = fixed
+        twin = memo[id(self)] = object.__new__(type(self))
+        twin.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return twin
 
     # ------------------------------------------------------------------ hooks for games
     def _new_game(self, options: dict) -> None:

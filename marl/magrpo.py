@@ -54,6 +54,15 @@ samples another thus keeps trying the unused letters (with 8 objects a slow seed
 600, but the goal of 0.95 was not reached more often: benchmarks/lewis8_seeds.py). Each turn scores all its
 legal answers, so the term suits small action sets. It follows ``entropy_schedule``.
 
+``counterfactual_coef`` (per policy id) adds coef times a cross-entropy from the answers that would have scored best
+to the policy. At a move that ends the episode, the rollout plays each legal answer on a copy of the arena
+(``collect(counterfactual=...)``), and the target is even odds over the answers with the highest joint reward
+(``best_answers``); the trainer, being centralised, may use what the arena knows. The policy gradient pulls on the
+right answer only when it is sampled, so a listener that reads a seldom-seen letter as the wrong object is slow to
+learn it, and in Lewis's games that holds two objects pooled on one letter (a new letter for one of them fails until
+the listener reads it); this term teaches the listener every letter it is shown. Each such turn scores all its legal
+answers, as ``explore_coef`` does.
+
 ``lr_schedule: linear`` anneals every learning rate linearly to 0 over ``steps`` (CleanRL's ``anneal_lr``, TRL's default).
 A solved game gives Adam almost no gradient (groups that all succeed have no advantage), so its second-moment
 estimates shrink, and the next rare failure's gradient can then be taken as a step many times the learning rate:
@@ -113,6 +122,7 @@ class TrainConfig(BaseModel):
     policy_entropy_coef: dict[str, NonNegativeFloat] = {}  # an entropy coefficient per policy id (else entropy_coef)
     signalling_coef: dict[str, NonNegativeFloat] = {}  # a positive-signalling bonus per policy id (see top)
     explore_coef: dict[str, NonNegativeFloat] = {}  # per policy id: a pull towards even odds of the legal answers (see top)
+    counterfactual_coef: dict[str, NonNegativeFloat] = {}  # per policy id: a pull towards its best final answers (see top)
     max_reach_weight: float = Field(1.0, ge=1)  # > 1: each move's loss times 1 / its agent's own reach, capped here
     reference: str | None = None  # the KL's reference, a saved policy (a fixed magnet, as in MMD); default: each learner as it started
     spiral_decay: float = Field(0.95, ge=0, lt=1)
@@ -253,9 +263,10 @@ def samples(rollouts: list[Rollout], agents: list[str], cfg: TrainConfig, baseli
 
 # ---------------------------------------------------------------------------- loss
 def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: TrainConfig, ref: Policy | None,
-                normaliser: float, entropy_coef: float | None = None, explore_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped policy-gradient loss (plus KL, entropy and exploration terms) of one micro-batch, already divided by
-    ``normaliser``; ``entropy_coef`` is this step's (``step_entropy_coef``), by default ``cfg.entropy_coef``."""
+                normaliser: float, entropy_coef: float | None = None, explore_coef: float = 0.0,
+                counterfactual_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped policy-gradient loss (plus KL, entropy, exploration and counterfactual terms) of one micro-batch, already
+    divided by ``normaliser``; ``entropy_coef`` is this step's (``step_entropy_coef``), by default ``cfg.entropy_coef``."""
     entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
     prompts, completions = [t.prompt_ids for t in turns], [t.completion_ids for t in turns]
     new = policy.score(prompts, completions)
@@ -279,43 +290,61 @@ def policy_loss(policy: Policy, turns: list[Turn], advs: list[float], cfg: Train
         nll_sum += float(-lp.detach().mean())
         clipped += int(((ratio - 1).abs() > cfg.clip).sum())
     explore = legal_cross_entropy(policy, turns, cfg) if explore_coef > 0 else torch.zeros(())
-    total = total + explore_coef * explore
-    return total / normaliser, {"kl": kl_sum, "nll": nll_sum, "clipped": clipped, "explore": float(explore.detach())}
+    hindsight = (legal_cross_entropy(policy, turns, cfg, [best_answers(t, cfg) for t in turns])
+                 if counterfactual_coef > 0 else torch.zeros(()))
+    total = total + explore_coef * explore + counterfactual_coef * hindsight
+    return total / normaliser, {"kl": kl_sum, "nll": nll_sum, "clipped": clipped, "explore": float(explore.detach()),
+                                "counterfactual": float(hindsight.detach())}
 
 
-def legal_cross_entropy(policy: Policy, turns: list[Turn], cfg: TrainConfig) -> torch.Tensor:
-    """The sum over ``turns`` of the cross-entropy from even odds of the turn's legal answers to the policy: the mean
-    over legal actions of minus the log-probability of the answer that plays it (token-mean or sum, as the loss).
-    Scored once per distinct prompt and weighted by its turns; turns without legal actions add nothing."""
-    counts = Counter((tuple(t.prompt_ids), t.legal) for t in turns if t.legal)
-    if not counts:
+def legal_cross_entropy(policy: Policy, turns: list[Turn], cfg: TrainConfig,
+                        targets: list[np.ndarray] | None = None) -> torch.Tensor:
+    """The sum over ``turns`` of the cross-entropy from a target distribution over the turn's legal answers (by
+    default even odds) to the policy: minus the target-weighted log-probability of the answers that play them
+    (token-mean or sum, as the loss). Each answer with a positive target is scored once per distinct prompt, weighted by
+    its turns' summed targets; turns without legal actions or with an all-zero target add nothing."""
+    weights: dict[tuple, np.ndarray] = {}
+    for i, t in enumerate(turns):
+        target = np.full(len(t.legal), 1 / max(1, len(t.legal))) if targets is None else targets[i]
+        if t.legal and target.any():
+            key = (tuple(t.prompt_ids), t.legal)
+            weights[key] = weights.get(key, 0) + target
+    if not weights:
         return torch.zeros(())
-    pairs = [(list(p), answer_text(a)) for p, legal in counts for a in legal]
-    lps = iter(policy.score([p for p, _ in pairs], [c for _, c in pairs]))
-    total = torch.zeros(())
-    for (_, legal), n in counts.items():
-        per_answer = [next(lps) for _ in legal]
-        total = total - n * torch.stack([lp.mean() if cfg.loss_agg == "sequence" else lp.sum() for lp in per_answer]).mean()
-    return total
+    scored = [(list(p), answer_text(a), w) for (p, legal), ws in weights.items() for a, w in zip(legal, ws) if w > 0]
+    lps = policy.score([p for p, _, _ in scored], [c for _, c, _ in scored])
+    per_answer = torch.stack([lp.mean() if cfg.loss_agg == "sequence" else lp.sum() for lp in lps])
+    return -(torch.tensor([w for *_, w in scored], dtype=per_answer.dtype) * per_answer).sum()
+
+
+def best_answers(turn: Turn, cfg: TrainConfig) -> np.ndarray:
+    """Even odds over the legal answers whose counterfactual joint reward is the highest (``Turn.counterfactual``);
+    all zeros when the turn has none or every answer would have scored alike."""
+    if not turn.counterfactual:
+        return np.zeros(len(turn.legal))
+    joint = joint_return([[r.get(a, 0.0) for a in sorted(r)] for r in turn.counterfactual], cfg)
+    best = np.isclose(joint, joint.max())
+    return np.zeros(len(joint)) if best.all() else best / best.sum()
 
 
 def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn, float]], cfg: TrainConfig,
-           ref: Policy | None = None, entropy_coef: float | None = None, explore_coef: float = 0.0) -> dict[str, float]:
+           ref: Policy | None = None, entropy_coef: float | None = None, explore_coef: float = 0.0,
+           counterfactual_coef: float = 0.0) -> dict[str, float]:
     """``cfg.epochs`` optimiser steps of one policy on its (turn, advantage) samples, in ``cfg.grad_accum`` micro-batches,
-    with this step's entropy coefficient (by default ``cfg.entropy_coef``) and exploration coefficient."""
+    with this step's entropy coefficient (by default ``cfg.entropy_coef``), exploration and counterfactual coefficients."""
     entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
     norm = sum(len(t.completion_ids) for t, _ in batch) if cfg.loss_agg == "token" else len(batch)
     chunks = np.array_split(np.arange(len(batch)), min(cfg.grad_accum, len(batch)))
     policy.model.train()
     for _ in range(cfg.epochs):
         optim.zero_grad(set_to_none=True)
-        agg = {"loss": 0.0, "kl": 0.0, "nll": 0.0, "clipped": 0, "explore": 0.0}
+        agg = {"loss": 0.0, "kl": 0.0, "nll": 0.0, "clipped": 0, "explore": 0.0, "counterfactual": 0.0}
         for chunk in chunks:
             loss, s = policy_loss(policy, [batch[i][0] for i in chunk], [batch[i][1] for i in chunk], cfg, ref, norm, entropy_coef,
-                                  explore_coef)
+                                  explore_coef, counterfactual_coef)
             loss.backward()
             agg["loss"] += float(loss.detach())
-            for k in ("kl", "nll", "clipped", "explore"):
+            for k in ("kl", "nll", "clipped", "explore", "counterfactual"):
                 agg[k] += s[k]
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.max_grad_norm)
         optim.step()
@@ -326,6 +355,8 @@ def update(policy: Policy, optim: torch.optim.Optimizer, batch: list[tuple[Turn,
         stats["entropy_coef"] = entropy_coef
     if explore_coef > 0:
         stats["legal_cross_entropy"] = agg["explore"] / len(batch)
+    if counterfactual_coef > 0:
+        stats["counterfactual_cross_entropy"] = agg["counterfactual"] / len(batch)
     return stats
 
 
@@ -373,7 +404,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     names = {id(p): pid for pid in cfg.policies.policies for a, p in policies.items()
              if cfg.policies.mapping.get(a, next(iter(cfg.policies.policies))) == pid}
     for key, ids in (("frozen", cfg.frozen), ("policy_lr", cfg.policy_lr), ("policy_entropy_coef", cfg.policy_entropy_coef),
-                     ("signalling_coef", cfg.signalling_coef), ("explore_coef", cfg.explore_coef)):
+                     ("signalling_coef", cfg.signalling_coef), ("explore_coef", cfg.explore_coef),
+                     ("counterfactual_coef", cfg.counterfactual_coef)):
         unknown = sorted(set(ids) - set(cfg.policies.policies))
         if unknown:
             raise ValueError(f"{key}: {', '.join(unknown)} not among the policies ({', '.join(cfg.policies.policies)})")
@@ -389,6 +421,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(cfg.out)
     tracker = _tracker(cfg, agents, policies)
     arena_kwargs = {"channel": cfg.channel.model_dump() if cfg.channel else None, **cfg.params}
+    hindsight = frozenset(a for a in agents if cfg.counterfactual_coef.get(names.get(id(policies[a]), ""), 0) > 0)
     executor = (RayExecutor(cfg.arena, arena_kwargs, cfg.policies, policies, cfg.num_workers, cfg.ray_address)
                 if cfg.executor == "ray" else LocalExecutor(make_env, policies, cfg.num_workers))
     baselines: dict[str, float] = {}
@@ -407,7 +440,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
             rollouts = executor.run(seeds, cfg.group_size, sample_seed=cfg.seed * 7_777_777 + step * 104_729,
                                     max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                    keep_transcripts=step % cfg.transcripts_every == 0, tree=cfg.credit == "tree")
+                                    keep_transcripts=step % cfg.transcripts_every == 0, tree=cfg.credit == "tree",
+                                    counterfactual=hindsight)
             t_roll = time.perf_counter() - t0
             # ---- advantage
             learn = samples(rollouts, agents, cfg, baselines, make_env)
@@ -424,7 +458,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                     explore = cfg.explore_coef.get(name, 0.0) * bonus_scale
                     if cfg.signalling_coef.get(name, 0) > 0:
                         batch, stats[f"signalling_mi/{name}"] = signalling_bonus(policy, batch, cfg.signalling_coef[name])
-                    stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef, explore).items()}
+                    stats |= {f"{k}/{name}": v for k, v in update(policy, optims[key], batch, cfg, refs.get(key), coef, explore,
+                                                                  cfg.counterfactual_coef.get(name, 0.0)).items()}
                 stats[f"lr/{name}"] = optims[key].param_groups[0]["lr"]
             # ---- logging
             metrics = step_metrics(rollouts, np.array([a for _, a in learn]), agents, cfg) | stats

@@ -9,6 +9,9 @@ Two shapes of group: ``tree=False`` plays ``group_size`` independent episodes fr
 ``tree=True`` expands a tree instead, as in the MAGRPO authors' per-turn training: every move is sampled
 ``group_size`` times from the same state (the env is deep-copied for each sample), so a node's children
 are a group, and the rollouts returned are the root-to-leaf paths (they share their common turns).
+
+``counterfactual`` names agents whose final moves are also played with each of their legal actions, on copies of
+the env: ``Turn.counterfactual`` then holds the rewards of every alternative, for the trainer's counterfactual term.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from arenas.core import answer_text
 from arenas.play import Step, play_episode, take_step
 from marl.policy import Policy
 
@@ -39,6 +43,7 @@ class Turn:
     path: tuple[int, ...] = ()  # tree mode: the sample index at each tick up to this turn (its node in the group's tree)
     reach_logprob: float = 0.0  # log-probability of the agent's own earlier moves in this episode (its own reach)
     legal: tuple[str, ...] = ()  # the legal actions at this move (none on talk and free-text turns)
+    counterfactual: tuple[dict[str, float], ...] = ()  # a final move: every agent's reward had each legal action been played
 
 
 @dataclass
@@ -59,7 +64,8 @@ class Rollout:
 
 def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: list[int], group_size: int,
             *, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, sample_seed: int = 0,
-            keep_transcripts: bool = False, tree: bool = False, max_episodes: int = 4096, max_ticks: int = 1000) -> list[Rollout]:
+            keep_transcripts: bool = False, tree: bool = False, max_episodes: int = 4096, max_ticks: int = 1000,
+            counterfactual: frozenset[str] = frozenset()) -> list[Rollout]:
     """Play ``group_size`` episodes from each start seed (or expand a tree of them), all in lock step; grouped by seed."""
     envs, rollouts = [], []
     for g_index, seed in enumerate(seeds):
@@ -108,6 +114,7 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
             for (i, agent, text, info), out in zip(items, outs):
                 ro = rollouts[i]
                 talk, legal = info.get("phase") == "talk", tuple(info.get("legal_actions") or ())  # before the step clears them
+                alternatives = final_outcomes(envs[i], agent, text, info, legal) if agent in counterfactual else ()
                 record = take_step(envs[i], agent, text, info, out.text, step=ticks[i])
                 for a, r in record.rewards.items():
                     if r:
@@ -117,11 +124,24 @@ def collect(make_env: Callable[[], Any], policies: dict[str, Policy], seeds: lis
                 mine = next((t for t in reversed(ro.turns) if t.agent == agent), None)  # the agent's last move
                 reach = mine.reach_logprob + sum(mine.logprobs) if mine else 0.0
                 ro.turns.append(Turn(agent, ticks[i], text, out.prompt_ids, out.completion_ids, out.logprobs, out.text,
-                                     record.valid, talk, paths[i], reach, legal))
+                                     record.valid, talk, paths[i], reach, legal, alternatives))
                 if keep_transcripts:
                     ro.transcript.append(record)
                 ticks[i] += 1
     return sorted(rollouts, key=lambda r: r.group)
+
+
+def final_outcomes(env: Any, agent: str, text: str, info: dict, legal: tuple[str, ...]) -> tuple[dict[str, float], ...]:
+    """Every agent's reward had ``agent`` played each ``legal`` action here, each on a copy of ``env``; empty unless
+    every one of them ends the episode (after a move that does not, the rewards still depend on later play)."""
+    outcomes = []
+    for action in legal:
+        twin = copy.deepcopy(env)
+        record = take_step(twin, agent, text, info, answer_text(action))
+        if any(not (twin.terminations[a] or twin.truncations[a]) for a in twin.agents):
+            return ()
+        outcomes.append(record.rewards)
+    return tuple(outcomes)
 
 
 def replay(make_env: Callable[[], Any], seed: int, moves: dict[str, Turn], gamma: float = 1.0) -> dict[str, float]:

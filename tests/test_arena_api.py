@@ -78,3 +78,21 @@ def test_render_modes(name):
     env = arenas.make(name, render_mode="ansi")
     env.reset(seed=0)
     assert isinstance(env.render(), str) and env.render()
+
+
+@pytest.mark.parametrize("name", arenas.names())
+def test_a_copy_plays_on_alone_and_shares_only_what_describes_the_game(name):
+    """Tree credit and counterfactual answers play copies of an arena: a copy's moves leave the original as it
+    was, while the spaces and vocabularies, which never change, are shared rather than copied."""
+    import copy
+
+    env = arenas.make(name)
+    env.reset(seed=3)
+    agent, before = env.agent_selection, env.observe(env.agent_selection)["text"]
+    twin = copy.deepcopy(env)
+    legal = twin.infos[agent].get("legal_actions") or ["hello"]
+    twin.step(f"<answer>{legal[-1]}</answer>")
+    assert env.agent_selection == agent and env.observe(agent)["text"] == before
+    assert twin.agent_selection != agent or twin.observe(agent)["text"] != before
+    raw, copied = env.unwrapped, twin.unwrapped
+    assert copied.observation_space(agent) is raw.observation_space(agent) and copied.vocabularies is raw.vocabularies

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from marl.magrpo import (TrainConfig, advantages, group_relative, legal_cross_entropy, policy_loss, signalling_bonus,
-                         step_entropy_coef, train)
+from marl.magrpo import (TrainConfig, advantages, best_answers, group_relative, legal_cross_entropy, policy_loss,
+                         signalling_bonus, step_entropy_coef, train)
 from marl.rollout import Rollout, Turn
 
 SMALL = {"n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 1024}
@@ -230,6 +230,41 @@ def test_ray_executor_gives_the_same_results_as_local(tmp_path):
     assert [[h[k] for k in keys] for h in local["history"]] == [[h[k] for k in keys] for h in remote["history"]]
     # losses agree up to float summation order (actors run torch on one thread)
     np.testing.assert_allclose([h["loss/p"] for h in local["history"]], [h["loss/p"] for h in remote["history"]], atol=1e-6)
+
+
+def test_final_moves_record_the_rewards_of_every_legal_answer_played_on_copies_of_the_arena():
+    """Lewis's listener: its one move ends the episode, so each of its legal answers is played on a copy; the answer
+    it gave scores what the episode recorded, and exactly one answer (the target) succeeds. A move after which play
+    goes on (the speaker's; all but the last of an iterated prisoner's dilemma) records none."""
+    import arenas
+    from marl.policy import ScriptedPolicy
+    from marl.rollout import collect
+
+    policies = {a: ScriptedPolicy("signalling_v0", "random") for a in ("speaker", "listener")}
+    ros = collect(lambda: arenas.make("signalling_v0", num_objects=3), policies, [5, 6], 4, max_new_tokens=8,
+                  counterfactual=frozenset({"speaker", "listener"}))
+    played = []
+    for r in ros:
+        speaker, listener = r.turns
+        assert speaker.counterfactual == () and len(listener.counterfactual) == len(listener.legal) == 3
+        played.append(listener.counterfactual[listener.legal.index(listener.text)])
+        assert played[-1] == {a: sum(x for _, x in r.rewards[a]) for a in ("speaker", "listener")}
+        assert sorted(o["listener"] for o in listener.counterfactual) == [0.0, 0.0, 1.0]
+    assert {p["listener"] for p in played} == {0.0, 1.0}  # the random listener both missed and found the target
+    pd = ScriptedPolicy("iterated_pd_v0", "random")
+    turns = collect(lambda: arenas.make("iterated_pd_v0"), {"player_0": pd, "player_1": pd}, [0], 1, max_new_tokens=8,
+                    counterfactual=frozenset({"player_0", "player_1"}))[0].turns
+    assert all(t.counterfactual == () for t in turns[:-1]) and len(turns[-1].counterfactual) == 2
+
+
+def test_best_answers_are_even_odds_over_the_answers_with_the_best_counterfactual_joint_reward():
+    turn = lambda *outcomes: Turn("x", 0, "", [0], [1], [0.0], "", True, False, legal=tuple("abc"[:len(outcomes)]),  # noqa: E731
+                                  counterfactual=outcomes)
+    cfg = TrainConfig(arena="climbing_v0")
+    np.testing.assert_allclose(best_answers(turn({"x": 0, "y": 0}, {"x": 1, "y": 1}, {"x": 2, "y": 0}), cfg), [0, .5, .5])
+    np.testing.assert_allclose(best_answers(turn({"x": 3, "y": -3}, {"x": 1, "y": 0}), cfg), [0, 1])  # joint: mean
+    np.testing.assert_allclose(best_answers(turn({"x": 1}, {"x": 1}), cfg), [0, 0])  # nothing to choose: no target
+    assert not best_answers(Turn("x", 0, "", [0], [1], [0.0], "", True, False, legal=("a", "b")), cfg).any()
 
 
 def test_tree_mode_branches_every_move_into_a_group():
@@ -481,6 +516,9 @@ def test_legal_cross_entropy_weighs_each_prompts_even_odds_cross_entropy_by_its_
     sequence = legal_cross_entropy(_AnswerScores(odds), turns, TrainConfig(arena="climbing_v0"))
     assert float(sequence) == pytest.approx(float(token) / 2)
     assert float(legal_cross_entropy(_AnswerScores(odds), [turn(1, ())], TrainConfig(arena="climbing_v0"))) == 0.0
+    targets = [np.array([0.0, 1.0]), np.array([0.0]), np.array([0.5, 0.5]), np.array([])]  # given targets replace even odds
+    weighted = legal_cross_entropy(_AnswerScores(odds), turns, TrainConfig(arena="climbing_v0", loss_agg="token"), targets)
+    assert float(weighted) == pytest.approx(1.5 * 3.0 + 0.5 * 0.2)  # prompt 1's all-zero target adds nothing
 
 
 def _answer_odds_after_zero_advantage_steps(explore_coef: float = 0.0, **config) -> tuple[float, float, float]:
@@ -526,14 +564,19 @@ def test_exploration_term_reopens_a_legal_answer_the_entropy_bonus_cannot():
     assert b > 1e4 * start
 
 
-def test_train_logs_the_legal_cross_entropy_of_each_policy_with_an_exploration_term(tmp_path):
-    """Logged per policy with the term on (a cross-entropy of answers less likely than 1: positive), not without it;
-    an unknown policy id is an error."""
-    history = train(small_cfg(tmp_path, explore_coef={"p": 0.1}), progress=False)["history"]
-    assert all(h["legal_cross_entropy/p"] > 0 for h in history)
-    assert "legal_cross_entropy/p" not in train(small_cfg(tmp_path), progress=False)["history"][0]
-    with pytest.raises(ValueError, match="explore_coef: nobody not among the policies"):
-        train(small_cfg(tmp_path, explore_coef={"nobody": 0.1}), progress=False)
+@pytest.mark.parametrize("term, metric", [("explore_coef", "legal_cross_entropy"),
+                                          ("counterfactual_coef", "counterfactual_cross_entropy")])
+def test_train_logs_the_cross_entropy_of_each_policy_with_a_legal_answers_term(tmp_path, term, metric):
+    """Logged per policy with the term on (a cross-entropy of answers less likely than 1: positive; in the climbing
+    game the second mover's answer is final, so it has counterfactuals, which differ while the first mover plays a
+    legal action), not without it; an unknown policy id is an error."""
+    policies = {"policies": {"p": {"gpt": SMALL}, "r": {"backend": "scripted", "name": "random"}},
+                "mapping": {"agent_0": "r", "agent_1": "p"}}
+    history = train(small_cfg(tmp_path, policies=policies, **{term: {"p": 0.1}}), progress=False)["history"]
+    assert all(h[f"{metric}/p"] > 0 for h in history)
+    assert f"{metric}/p" not in train(small_cfg(tmp_path), progress=False)["history"][0]
+    with pytest.raises(ValueError, match=f"{term}: nobody not among the policies"):
+        train(small_cfg(tmp_path, **{term: {"nobody": 0.1}}), progress=False)
 
 
 def test_kl_reference_is_the_start_by_default_or_a_fixed_saved_policy(tmp_path):
