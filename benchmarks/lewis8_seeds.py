@@ -27,6 +27,8 @@ rounding alone, so one run per seed ranks nothing finer than a few seeds.
     explore_coef: {speaker: 0.1}, bonuses    pairs, 1500 steps   .75 .97 .95 .93 .94 .97 .96 .97 .85 .35   5/10     0.86
       annealed; the same policies, greedy    seeds 1-9           1.0 1.0 1.0 .97 1.0 1.0 1.0 .88 .45       7/9
     explore_coef: {speaker: 0.1}             pairs; seeds 1, 4   .949 .949 (1,646 and 1,695 steps)         0/2
+    counterfactual_coef: {listener: 0.1}     pairs, 1267-1667    .965 .98 .977 .973 .445 .973 .215 .684 .961 .742  6/10  0.79
+    counterfactual_coef: {listener: 1.0}     pairs; seeds 4, 1   .24 .11 (about 0.2 and 0.13 at step 700: slower)
     without the signalling bonus:
       groups of 32 from 2 start states       pairs, 2000 steps   .49 .84 .98 .97 .98 .98 .98 .96 .88 .98   7/10
       advantage: batch                       pairs; seeds 0-8    .67 .99 .98 .88 .88 .98 .88 .98 .74       4/9
